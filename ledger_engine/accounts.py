@@ -1,0 +1,61 @@
+"""The chart of accounts (SPEC §3) and the customer-id-to-account-segment mapping."""
+
+from __future__ import annotations
+
+import re
+
+WALLETS_CONTROL = "Liabilities:Customers:Wallets"
+RECEIVABLES_CONTROL = "Assets:Receivables:Customers"
+BANK_CLEARING = "Assets:Bank:Clearing"
+REVENUE_SUGGESTED = "Income:AI:Revenue:SuggestedReplies"
+REVENUE_AUTOPILOT = "Income:AI:Revenue:Autopilot"
+ALLOWANCE_INCLUDED = "Income:AI:Allowance:Included"
+ALLOWANCE_TRIAL = "Income:AI:Allowance:Trial"
+BREAKAGE = "Income:AI:Breakage"
+CHANNEL_INCOME = {
+    "sms": "Income:Channels:Sms",
+    "whatsapp": "Income:Channels:Whatsapp",
+    "voice": "Income:Channels:Voice",
+}
+REVENUE_BY_KIND = {"suggested_reply": REVENUE_SUGGESTED, "autopilot": REVENUE_AUTOPILOT}
+
+# Accounts every journal (the GL and each subledger) opens besides the customer accounts.
+SHARED_ACCOUNTS = (
+    BANK_CLEARING,
+    REVENUE_SUGGESTED,
+    REVENUE_AUTOPILOT,
+    ALLOWANCE_INCLUDED,
+    ALLOWANCE_TRIAL,
+    BREAKAGE,
+    *CHANNEL_INCOME.values(),
+)
+GL_ACCOUNTS = (WALLETS_CONTROL, RECEIVABLES_CONTROL, *SHARED_ACCOUNTS)
+
+_PLAIN = re.compile(r"[A-Za-z0-9]")
+
+
+def customer_segment(customer: str) -> str:
+    """A Beancount account component, unique per (case-sensitive) customer id.
+
+    Letters and digits stay; every other character becomes ``-XX`` (its hex code), so the
+    mapping is reversible and two ids never share a segment.  The ``C-`` prefix makes the
+    component start with a capital letter as Beancount requires.
+    """
+    return "C-" + "".join(ch if _PLAIN.match(ch) else f"-{ord(ch):02X}" for ch in customer)
+
+
+def wallet_account(segment: str) -> str:
+    return f"Liabilities:Customers:{segment}:Wallet"
+
+
+def receivable_account(segment: str) -> str:
+    return f"{RECEIVABLES_CONTROL}:{segment}"
+
+
+def control_account(account: str) -> str:
+    """The general-ledger account a subledger account is summed into."""
+    if account.startswith("Liabilities:Customers:"):
+        return WALLETS_CONTROL
+    if account.startswith(RECEIVABLES_CONTROL + ":"):
+        return RECEIVABLES_CONTROL
+    return account

@@ -1,0 +1,243 @@
+"""The books directory: layout, init, the writer lock, and crash-safe appends.
+
+Commit protocol (SPEC §6; documented in the README):
+
+1. Every journal file is append-only and its committed length and SHA-256 are in the store
+   (``journal_files``).
+2. A run appends its new text to the journal files and fsyncs them (and the directories of
+   new files), then records the new lengths and hashes in the same store transaction as
+   everything else it did, and commits.  The store commit is the commit point.
+3. Before anything else, every run (and ``reconcile``) truncates each journal file back to
+   its committed length and deletes journal files the store does not know: the leftovers of
+   a run that died before its commit.  A file *shorter* than recorded is damage, not a torn
+   run, and stops the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlite_utils
+
+from ledger_engine import journal, store
+
+LEDGER_NAME = "ledger.beancount"
+ACCOUNTS_NAME = "accounts.beancount"
+RULES_NAME = "rules.toml"
+LOCK_NAME = ".lock"
+CUSTOMER_ROOT_NAME = "customer.beancount"
+
+
+class BooksError(Exception):
+    """An expected failure with a one-line message (the CLI prints ``Error: ...``)."""
+
+
+class BooksLocked(BooksError):
+    """Another run holds the books."""
+
+
+def gl_month_path(month: str) -> str:
+    return f"gl/{month[:4]}/{month}.beancount"
+
+
+def customer_dir(segment: str) -> str:
+    return f"customers/{segment}"
+
+
+def customer_root_path(segment: str) -> str:
+    return f"{customer_dir(segment)}/{CUSTOMER_ROOT_NAME}"
+
+
+def customer_month_path(segment: str, month: str) -> str:
+    return f"{customer_dir(segment)}/{month}.beancount"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Fault injection for the reliability tests: a callable run at every write point, or None.
+WRITE_POINT_HOOK = None
+
+
+def write_point(label: str) -> None:
+    """Marks a place where a crash may happen (tests inject faults here)."""
+    if WRITE_POINT_HOOK is not None:
+        WRITE_POINT_HOOK(label)
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class Appender:
+    """Collects the text a run appends to journal files, then writes it durably."""
+
+    def __init__(self, books: Path, db: sqlite_utils.Database):
+        self.books = books
+        self.db = db
+        self.texts: dict[str, list[str]] = {}
+        self.known = {
+            row[0]: row[1] for row in db.execute("SELECT path, length FROM journal_files")
+        }
+
+    def exists(self, relative: str) -> bool:
+        return relative in self.known or relative in self.texts
+
+    def append(self, relative: str, text: str) -> None:
+        self.texts.setdefault(relative, []).append(text)
+
+    def write(self) -> dict[str, str]:
+        """Appends everything, fsyncs, records lengths in the store; returns path -> sha256."""
+        hashes = {}
+        new_dirs = set()
+        for relative in sorted(self.texts):
+            path = self.books / relative
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                new_dirs.add(path.parent)
+            data = "".join(self.texts[relative]).encode("utf-8")
+            write_point(f"append {relative}")
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+                write_point(f"fsync {relative}")
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            hashes[relative] = sha256_file(path)
+            month = relative.rsplit("/", 1)[-1].removesuffix(".beancount")
+            self.db.execute(
+                "INSERT OR REPLACE INTO journal_files (path, length, sha256, month, sealed) "
+                "VALUES (?, ?, ?, ?, 0)",
+                [
+                    relative,
+                    path.stat().st_size,
+                    hashes[relative],
+                    month if len(month) == 7 and month[4] == "-" else None,
+                ],
+            )
+        for directory in sorted(new_dirs | {(self.books / r).parent for r in self.texts}):
+            _fsync_dir(directory)
+        for directory in {d.parent for d in new_dirs}:
+            _fsync_dir(directory)
+        return hashes
+
+
+def _journal_files_on_disk(books: Path) -> Iterator[str]:
+    for top in ("gl", "customers"):
+        for path in (books / top).rglob("*.beancount") if (books / top).exists() else ():
+            yield path.relative_to(books).as_posix()
+
+
+def recover(books: Path, db: sqlite_utils.Database) -> list[str]:
+    """Rolls journal files back to their committed state; returns what it repaired."""
+    repaired = []
+    recorded = {row[0]: row[1] for row in db.execute("SELECT path, length FROM journal_files")}
+    for relative, length in recorded.items():
+        path = books / relative
+        if not path.exists():
+            raise BooksError(f"journal file {relative} is missing (recorded in the store)")
+        size = path.stat().st_size
+        if size > length:
+            with path.open("r+b") as stream:
+                stream.truncate(length)
+                os.fsync(stream.fileno())
+            repaired.append(f"truncated {relative} from {size} to {length} bytes")
+        elif size < length:
+            raise BooksError(
+                f"journal file {relative} is shorter than recorded ({size} < {length} bytes)"
+            )
+    for relative in _journal_files_on_disk(books):
+        if relative not in recorded:
+            (books / relative).unlink()
+            repaired.append(f"removed {relative} (left by an interrupted run)")
+    return repaired
+
+
+@contextlib.contextmanager
+def locked(books: Path, wait_seconds: float = 0) -> Iterator[None]:
+    """Holds the books' writer lock; raises :class:`BooksLocked` after ``wait_seconds``.
+
+    ``flock`` locks die with their process, so a killed run never leaves a stale lock.
+    """
+    descriptor = os.open(books / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = os.pread(descriptor, 64, 0).decode(errors="replace").strip()
+                    raise BooksLocked(
+                        f"the books at {books} are locked by another run"
+                        + (f" (pid {holder})" if holder else "")
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def init_books(books: Path, currency: str, timezone: str, rules_text: str) -> None:
+    """Creates empty books in ``books`` (which must not exist or be empty)."""
+    if books.exists() and any(books.iterdir()):
+        raise BooksError(f"{books} is not empty; init refuses to touch it")
+    books.mkdir(parents=True, exist_ok=True)
+    (books / RULES_NAME).write_text(rules_text, encoding="utf-8")
+    ledger_text = journal.root_header(
+        "General ledger (ledger-engine)", currency
+    ) + journal.include_line(ACCOUNTS_NAME)
+    (books / ACCOUNTS_NAME).write_text(journal.gl_accounts_text(currency), encoding="utf-8")
+    (books / LEDGER_NAME).write_text(ledger_text + "\n" + reports_text(), encoding="utf-8")
+    db = store.create_store(
+        books,
+        {
+            "currency": currency,
+            "timezone": timezone,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        },
+    )
+    with db.atomic():
+        for relative in (LEDGER_NAME, ACCOUNTS_NAME):
+            path = books / relative
+            db["journal_files"].insert(
+                {
+                    "path": relative,
+                    "length": path.stat().st_size,
+                    "sha256": sha256_file(path),
+                    "month": None,
+                    "sealed": 0,
+                }
+            )
+    db.close()
+
+
+def reports_text() -> str:
+    from ledger_engine.reports import query_directives
+
+    return query_directives()

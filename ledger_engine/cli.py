@@ -1,0 +1,163 @@
+"""The command line (SPEC §7).  Thin: parse options, call one stage, print, exit."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ledger_engine import books, dates
+from ledger_engine.books import BooksError, BooksLocked
+from rules import DEFAULT_CATALOGUE_PATH, RulesError, parse_rules
+
+EXIT_DIFFERENCES = 1
+EXIT_STRICT_REJECTIONS = 3
+EXIT_LOCKED = 4
+
+
+def _day(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not a YYYY-MM-DD day: {value!r}") from None
+
+
+def _month(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        dates.parse_month(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    return value
+
+
+def _fail(error: Exception):
+    if isinstance(error, BooksLocked):
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(EXIT_LOCKED)
+    raise click.ClickException(str(error).splitlines()[0] if str(error) else repr(error))
+
+
+books_argument = click.argument(
+    "books_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path)
+)
+
+
+@click.group()
+@click.version_option(package_name="ledger-engine")
+def main():
+    """Double-entry books (Beancount) for usage-based AI billing."""
+
+
+@main.command()
+@books_argument
+@click.option("--currency", default="EUR", show_default=True, help="The books' currency.")
+@click.option(
+    "--timezone",
+    "timezone",
+    default="UTC",
+    show_default=True,
+    help="Timezone of booking days and months (IANA name).",
+)
+def init(books_dir: Path, currency: str, timezone: str):
+    """Create empty books in DIR (which must be empty or not exist)."""
+    try:
+        dates.load_zone(timezone)
+        if not currency.isalpha() or not currency.isupper() or not 2 <= len(currency) <= 10:
+            raise click.BadParameter("must be an upper-case code like EUR", param_hint="--currency")
+        rules_text = DEFAULT_CATALOGUE_PATH.read_text(encoding="utf-8")
+        parse_rules(rules_text)
+        books.init_books(books_dir, currency, timezone, rules_text)
+    except (BooksError, RulesError, ValueError, OSError) as error:
+        if isinstance(error, click.BadParameter):
+            raise
+        _fail(error)
+    click.echo(f"Created books in {books_dir} ({currency}, {timezone}).")
+
+
+def _progress_bar(enabled: bool):
+    from ledger_engine.post import NO_PROGRESS, Progress
+
+    if not enabled:
+        return NO_PROGRESS, None
+    bar = click.progressbar(length=0, label="events read", show_pos=True, file=sys.stderr)
+    bar.__enter__()
+    return Progress(lambda n: bar.update(n), lambda n: None), bar
+
+
+@main.command()
+@books_argument
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "--through",
+    callback=_day,
+    metavar="YYYY-MM-DD",
+    help="Post every day up to and including this one (default: yesterday).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the counts.")
+@click.option("--strict", is_flag=True, help="Exit 3 when any event was rejected.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seconds to wait for another run's lock.",
+)
+def post(books_dir: Path, files, through, as_json: bool, strict: bool, wait_seconds: float):
+    """Ingest event FILES (- for stdin) and post every day up to --through."""
+    from ledger_engine.post import post as run_post
+
+    progress, bar = _progress_bar(not as_json and sys.stdout.isatty())
+    try:
+        result = run_post(books_dir, files, through, progress, wait_seconds)
+    except (BooksError, RulesError, ValueError, OSError) as error:
+        _fail(error)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), sort_keys=True))
+    else:
+        for line in result.repaired:
+            click.echo(f"Recovered: {line}")
+        rejected = sum(result.rejected.values())
+        click.echo(
+            f"Run {result.run_id}: read {result.read}, accepted {result.accepted}, "
+            f"duplicates {result.duplicates}, rejected {rejected}; posted through "
+            f"{result.posted_through}, {result.transactions_written} transactions written."
+        )
+        for reason, count in result.rejected.items():
+            click.echo(f"  rejected {reason}: {count}")
+    if strict and result.rejected:
+        sys.exit(EXIT_STRICT_REJECTIONS)
+
+
+@main.command()
+@books_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def rejections(books_dir: Path, as_json: bool):
+    """Show the quarantined events and their reasons."""
+    from ledger_engine.rejections import list_rejections
+
+    try:
+        rows = list_rejections(books_dir)
+    except (BooksError, ValueError, OSError) as error:
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo("No rejected events.")
+    for row in rows:
+        field = f" ({row['field']})" if row.get("field") else ""
+        click.echo(
+            f"{row['file']}:{row['line']}  {row['reason']}{field}  "
+            f"{row['event_id'] or '-'}  {row['detail']}"
+        )

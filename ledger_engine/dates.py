@@ -1,0 +1,119 @@
+"""Time in one place: RFC 3339 parsing, booking days, months and billing periods.
+
+Every calendar question (which day, which month, which billing period) is answered here in
+the books' timezone, so no other module does date arithmetic of its own.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+RFC3339_PATTERN = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+UTC = datetime.UTC
+
+
+def load_zone(name: str) -> ZoneInfo:
+    """The timezone called ``name``; ValueError if there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {name!r}") from None
+
+
+def parse_timestamp(text: str) -> datetime.datetime | None:
+    """An aware datetime from an RFC 3339 timestamp with offset, or None if it is not one."""
+    if not RFC3339_PATTERN.match(text):
+        return None
+    normalised = text.upper()
+    fraction = re.search(r"\.(\d+)", normalised)
+    if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds
+        normalised = normalised.replace(fraction.group(0), "." + fraction.group(1)[:6])
+    try:
+        return datetime.datetime.fromisoformat(normalised.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def utc_key(moment: datetime.datetime) -> str:
+    """A sortable UTC text form of an aware datetime (fixed width, microseconds)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def booking_day(moment: datetime.datetime, zone: ZoneInfo) -> datetime.date:
+    """The calendar day of ``moment`` in the books' timezone."""
+    return moment.astimezone(zone).date()
+
+
+def month_of(day: datetime.date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def parse_month(text: str) -> datetime.date:
+    """The first day of a ``YYYY-MM`` month; ValueError otherwise."""
+    if not re.fullmatch(r"\d{4}-\d{2}", text):
+        raise ValueError(f"not a YYYY-MM month: {text!r}")
+    return datetime.date(int(text[:4]), int(text[5:]), 1)
+
+
+def add_months(day: datetime.date, months: int, anchor_day: int | None = None) -> datetime.date:
+    """``day`` moved by whole months, the day of month clamped to the month's end.
+
+    Args:
+        day: the starting day.
+        months: how many months to move (may be negative).
+        anchor_day: the day of month to aim for (default: ``day.day``), so that an anchor of
+            the 31st gives 28/29 Feb and then 31 Mar again.
+    """
+    index = day.year * 12 + (day.month - 1) + months
+    year, month = divmod(index, 12)
+    month += 1
+    wanted = anchor_day if anchor_day is not None else day.day
+    return datetime.date(year, month, min(wanted, calendar.monthrange(year, month)[1]))
+
+
+def first_of_next_month(day: datetime.date) -> datetime.date:
+    return add_months(day.replace(day=1), 1)
+
+
+def last_day_of_month(day: datetime.date, months_after: int = 0) -> datetime.date:
+    """The last day of the calendar month ``months_after`` months after ``day``'s month."""
+    return add_months(day.replace(day=1), months_after + 1) - datetime.timedelta(days=1)
+
+
+def billing_month_start(anchor: datetime.date, day: datetime.date) -> datetime.date:
+    """The start of the monthly billing month (anchored at ``anchor``) that contains ``day``."""
+    months = (day.year - anchor.year) * 12 + (day.month - anchor.month)
+    start = add_months(anchor, months, anchor.day)
+    if start > day:
+        start = add_months(anchor, months - 1, anchor.day)
+    return start
+
+
+def period_bounds(
+    anchor: datetime.date, interval: str, day: datetime.date
+) -> tuple[datetime.date, datetime.date]:
+    """The billing period ``[start, end)`` containing ``day`` (``day >= anchor``).
+
+    Monthly periods run from the anchor day to the same day next month, clamped to month
+    ends; annual ones from the anchor date to the same date next year.
+    """
+    step = 12 if interval == "annual" else 1
+    months = (day.year - anchor.year) * 12 + (day.month - anchor.month)
+    count = months // step
+    start = add_months(anchor, count * step, anchor.day)
+    if start > day:
+        count -= 1
+        start = add_months(anchor, count * step, anchor.day)
+    return start, add_months(anchor, (count + 1) * step, anchor.day)
+
+
+def iter_days(first: datetime.date, last: datetime.date):
+    day = first
+    while day <= last:
+        yield day
+        day += datetime.timedelta(days=1)

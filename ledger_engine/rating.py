@@ -1,0 +1,249 @@
+"""Rating (SPEC §4): a pure function from one customer's events to verdicts and conversations.
+
+Given the same schema-valid events, in any order, :func:`rate_customer` returns the same
+result: which events rating rejects (and why), the subscription terms over time, and every
+conversation with its billing period, kind, status and price.  Nothing here reads the store or
+the clock.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from ledger_engine import dates
+from ledger_engine.events import (
+    FEATURE_NOT_IN_PLAN,
+    NO_ACTIVE_SUBSCRIPTION,
+    TRIAL_LIMIT_REACHED,
+    UNKNOWN_CUSTOMER,
+    Event,
+)
+from ledger_engine.money import decimal_to_cents
+from rules import Rules
+
+# Events at the same instant: a subscription applies to usage at its own `at`, and usage at
+# the instant of a cancellation is not "later" than it (SPEC §2), so it is still accepted.
+TYPE_ORDER = {"subscription": 0, "cancellation": 2}
+RATED_FEATURES = ("suggested_reply", "autopilot")
+
+
+class Terms(NamedTuple):
+    """The subscription in force from ``at`` (a UTC key) on."""
+
+    at: str
+    day: datetime.date
+    plan: str
+    interval: str
+    anchor: datetime.date
+    commitment: int
+    auto_enabled: bool
+    auto_amount: int
+    auto_threshold: int
+    included: int | None
+    unit_price: int | None
+    active: bool
+
+
+class Conversation(NamedTuple):
+    conversation: str
+    period_start: datetime.date
+    period_end: datetime.date | None
+    day: datetime.date
+    first_at: str
+    first_event: str
+    kind: str  # "autopilot" or "suggested_reply"
+    status: str  # "included", "charged" or "trial"
+    price: int  # list price in cents
+    rules_version: str
+    events: int
+
+
+class Rating(NamedTuple):
+    verdicts: dict[str, str]  # event id -> rating reason code
+    terms: tuple[Terms, ...]
+    conversations: tuple[Conversation, ...]
+    wallet_events: tuple[Event, ...]  # accepted top_up, channel_usage and payment events
+    accepted_usage: int  # accepted ai_usage events
+
+
+def event_order(event: Event) -> tuple:
+    return (event.at, TYPE_ORDER.get(event.type, 1), event.id)
+
+
+def _new_terms(event: Event, current: Terms | None, rules: Rules) -> Terms:
+    policy = rules.auto_top_up
+    interval = event.interval or "monthly"
+    same_period = (
+        current is not None
+        and current.active
+        and current.plan == event.plan
+        and current.interval == interval
+        and current.included == event.included
+        and current.unit_price == event.unit_price
+    )
+    return Terms(
+        at=event.at,
+        day=event.day,
+        plan=event.plan,
+        interval=interval,
+        anchor=current.anchor if same_period else event.day,
+        commitment=event.commitment,
+        auto_enabled=policy.enabled if event.auto_enabled is None else event.auto_enabled,
+        auto_amount=decimal_to_cents(policy.amount)
+        if event.auto_amount is None
+        else event.auto_amount,
+        auto_threshold=(
+            decimal_to_cents(policy.threshold)
+            if event.auto_threshold is None
+            else event.auto_threshold
+        ),
+        included=event.included,
+        unit_price=event.unit_price,
+        active=True,
+    )
+
+
+def _verdict(event: Event, terms: Terms | None, rules: Rules) -> str | None:
+    """The rating verdict of one non-subscription event under the terms in force."""
+    if terms is None:
+        return UNKNOWN_CUSTOMER
+    if event.type in ("top_up", "payment"):
+        return None  # money still moves after a cancellation
+    if not terms.active:
+        return NO_ACTIVE_SUBSCRIPTION
+    if event.type == "ai_usage" and event.feature in RATED_FEATURES:
+        features = rules.version_on(event.day).plans[terms.plan].features
+        if event.feature not in features:
+            return FEATURE_NOT_IN_PLAN
+    return None
+
+
+def _walk(events: list[Event], rules: Rules):
+    """Applies subscriptions in time order; returns verdicts, terms and accepted events."""
+    verdicts: dict[str, str] = {}
+    timeline: list[Terms] = []
+    usage: list[tuple[Event, Terms]] = []
+    wallet_events: list[Event] = []
+    current: Terms | None = None
+    for event in events:
+        if event.type == "subscription":
+            current = _new_terms(event, current, rules)
+            timeline.append(current)
+            continue
+        reason = _verdict(event, current, rules)
+        if reason is not None:
+            verdicts[event.id] = reason
+        elif event.type == "cancellation":
+            current = current._replace(at=event.at, day=event.day, active=False)
+            timeline.append(current)
+        elif event.type == "ai_usage":
+            usage.append((event, current))
+        else:
+            wallet_events.append(event)
+    return verdicts, timeline, usage, wallet_events
+
+
+def _apply_trial_cap(usage: list[tuple[Event, Terms]], cap: int, verdicts: dict[str, str]):
+    """Drops trial events that would need unit ``cap + 1`` or later (SPEC §4, Trial)."""
+    units = 0
+    holders: set[str] = set()
+    kept = []
+    for event, terms in usage:
+        if terms.plan == "trial":
+            needs_unit = event.feature == "playground" or event.conversation not in holders
+            if needs_unit:
+                if units >= cap:
+                    verdicts[event.id] = TRIAL_LIMIT_REACHED
+                    continue
+                units += 1
+                if event.conversation is not None:
+                    holders.add(event.conversation)
+        kept.append((event, terms))
+    return kept
+
+
+def _price(terms: Terms, day: datetime.date, rules: Rules) -> tuple[int, str]:
+    version = rules.version_on(day)
+    if terms.plan == "enterprise":
+        return terms.unit_price or 0, version.version
+    interval = "monthly" if terms.plan == "trial" else terms.interval
+    return decimal_to_cents(version.plans[terms.plan].price(interval)), version.version
+
+
+def _allowance(terms: Terms, period_start: datetime.date, rules: Rules) -> int:
+    if terms.plan == "enterprise":
+        return terms.included or 0
+    if terms.plan == "trial":
+        return 0
+    return rules.version_on(period_start).plans[terms.plan].included(terms.interval)
+
+
+def _conversations(usage: list[tuple[Event, Terms]], rules: Rules) -> tuple[Conversation, ...]:
+    first: dict[str, tuple[Event, Terms]] = {}
+    counts: dict[str, int] = {}
+    autopilot: set[str] = set()
+    for event, terms in usage:
+        if event.feature not in RATED_FEATURES:
+            continue
+        first.setdefault(event.conversation, (event, terms))
+        counts[event.conversation] = counts.get(event.conversation, 0) + 1
+        if event.feature == "autopilot":
+            autopilot.add(event.conversation)
+    used: dict[tuple, int] = {}
+    rated = []
+    for conversation, (event, terms) in first.items():  # in order of first event
+        if terms.plan == "trial":
+            start, end = terms.anchor, None
+        else:
+            start, end = dates.period_bounds(terms.anchor, terms.interval, event.day)
+        kind = "autopilot" if conversation in autopilot else "suggested_reply"
+        if terms.plan == "trial":
+            status = "trial"
+        elif kind == "autopilot":
+            status = "charged"
+        else:
+            key = (terms.anchor, start)
+            status = "included" if used.get(key, 0) < _allowance(terms, start, rules) else "charged"
+            if status == "included":
+                used[key] = used.get(key, 0) + 1
+        price, version = _price(terms, event.day, rules)
+        rated.append(
+            Conversation(
+                conversation=conversation,
+                period_start=start,
+                period_end=end,
+                day=event.day,
+                first_at=event.at,
+                first_event=event.id,
+                kind=kind,
+                status=status,
+                price=price,
+                rules_version=version,
+                events=counts[conversation],
+            )
+        )
+    return tuple(rated)
+
+
+def rate_customer(events: Iterable[Event], rules: Rules) -> Rating:
+    """Rates all schema-valid events of one customer.
+
+    Args:
+        events: every schema-valid event of the customer, in any order.
+        rules: the plan catalogue.
+
+    Returns:
+        The verdicts, terms timeline, rated conversations and accepted wallet events.
+    """
+    ordered = sorted(events, key=event_order)
+    verdicts, timeline, usage, wallet_events = _walk(ordered, rules)
+    usage = _apply_trial_cap(usage, rules.trial_unit_cap, verdicts)
+    return Rating(
+        verdicts=verdicts,
+        terms=tuple(timeline),
+        conversations=_conversations(usage, rules),
+        wallet_events=tuple(wallet_events),
+        accepted_usage=len(usage),
+    )

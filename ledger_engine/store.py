@@ -1,0 +1,149 @@
+"""The engine's store (``state.sqlite``): schema, views and the queries the stages share.
+
+Amounts are integer cents.  Every table is written inside the one transaction of a run
+(``db.atomic()``), so the store is always as before a run or as after it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import sqlite_utils
+
+STORE_NAME = "state.sqlite"
+SCHEMA_VERSION = "1"
+INSERT_BATCH_SIZE = 5000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, customer TEXT NOT NULL, type TEXT NOT NULL, at TEXT NOT NULL,
+    day TEXT NOT NULL, feature TEXT, conversation TEXT, plan TEXT, interval TEXT,
+    commitment INTEGER, auto_enabled INTEGER, auto_amount INTEGER, auto_threshold INTEGER,
+    included INTEGER, unit_price INTEGER, amount INTEGER, channel TEXT,
+    content_sha TEXT NOT NULL, raw TEXT NOT NULL, file TEXT NOT NULL, line INTEGER NOT NULL,
+    run_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_customer ON events (customer, at);
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL, file TEXT NOT NULL,
+    line INTEGER NOT NULL, reason TEXT NOT NULL, field TEXT, detail TEXT NOT NULL,
+    event_id TEXT, raw TEXT NOT NULL, raw_sha TEXT NOT NULL,
+    UNIQUE (file, line, raw_sha, reason)
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    event_id TEXT PRIMARY KEY, customer TEXT NOT NULL, reason TEXT NOT NULL,
+    run_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS verdicts_customer ON verdicts (customer);
+CREATE TABLE IF NOT EXISTS conversations (
+    customer TEXT NOT NULL, conversation TEXT NOT NULL, period_start TEXT NOT NULL,
+    period_end TEXT, day TEXT NOT NULL, first_at TEXT NOT NULL, first_event TEXT NOT NULL,
+    kind TEXT NOT NULL, status TEXT NOT NULL, price INTEGER NOT NULL,
+    rules_version TEXT NOT NULL, events INTEGER NOT NULL,
+    PRIMARY KEY (customer, conversation)
+);
+CREATE TABLE IF NOT EXISTS lots (
+    customer TEXT NOT NULL, lot_id TEXT NOT NULL, kind TEXT NOT NULL, day TEXT NOT NULL,
+    last_valid TEXT NOT NULL, amount INTEGER NOT NULL, remainder INTEGER NOT NULL,
+    PRIMARY KEY (customer, lot_id)
+);
+CREATE TABLE IF NOT EXISTS customers (
+    customer TEXT PRIMARY KEY, segment TEXT NOT NULL UNIQUE, next_due TEXT
+);
+CREATE TABLE IF NOT EXISTS transactions (
+    txn_id TEXT PRIMARY KEY, ledger TEXT NOT NULL, customer TEXT, orig_day TEXT NOT NULL,
+    key TEXT NOT NULL, seq INTEGER NOT NULL, effective_day TEXT NOT NULL,
+    late INTEGER NOT NULL, corrects TEXT, file TEXT NOT NULL, run_id INTEGER NOT NULL,
+    position INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transactions_customer ON transactions (customer, orig_day, key);
+CREATE TABLE IF NOT EXISTS postings (
+    txn_id TEXT NOT NULL, ledger TEXT NOT NULL, customer TEXT, orig_day TEXT NOT NULL,
+    key TEXT NOT NULL, effective_day TEXT NOT NULL, account TEXT NOT NULL,
+    amount INTEGER NOT NULL, run_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS postings_customer ON postings (customer, orig_day, key);
+CREATE TABLE IF NOT EXISTS journal_files (
+    path TEXT PRIMARY KEY, length INTEGER NOT NULL, sha256 TEXT NOT NULL, month TEXT,
+    sealed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY, command TEXT NOT NULL, started TEXT NOT NULL,
+    finished TEXT NOT NULL, through TEXT, inputs TEXT NOT NULL, counts TEXT NOT NULL,
+    files TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS closed_months (
+    month TEXT PRIMARY KEY, closed_at TEXT NOT NULL, run_id INTEGER NOT NULL,
+    files TEXT NOT NULL
+);
+"""
+
+
+def open_store(books: Path) -> sqlite_utils.Database:
+    """Opens the store of the books at ``books`` (which must exist)."""
+    path = Path(books) / STORE_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{books} holds no books (no {STORE_NAME}); run init first")
+    db = sqlite_utils.Database(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+def create_store(books: Path, meta: dict[str, str]) -> sqlite_utils.Database:
+    db = sqlite_utils.Database(Path(books) / STORE_NAME)
+    db.execute("PRAGMA journal_mode=WAL")
+    with db.atomic():
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        for key, value in {"schema_version": SCHEMA_VERSION, **meta}.items():
+            db["meta"].insert({"key": key, "value": value}, replace=True)
+    return db
+
+
+def get_meta(db: sqlite_utils.Database, key: str, default: str | None = None) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else default
+
+
+def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
+
+
+def posted_through(db: sqlite_utils.Database) -> datetime.date | None:
+    value = get_meta(db, "posted_through")
+    return datetime.date.fromisoformat(value) if value else None
+
+
+def first_open_day(db: sqlite_utils.Database) -> datetime.date | None:
+    """The first day of the month after the last closed month (None if none is closed)."""
+    row = db.execute("SELECT max(month) FROM closed_months").fetchone()
+    if not row or row[0] is None:
+        return None
+    year, month = int(row[0][:4]), int(row[0][5:])
+    return datetime.date(year + month // 12, month % 12 + 1, 1)
+
+
+EVENT_COLUMNS = (
+    "id, type, customer, at, day, feature, conversation, plan, interval, commitment, "
+    "auto_enabled, auto_amount, auto_threshold, included, unit_price, amount, channel"
+)
+
+
+def customer_events(db: sqlite_utils.Database, customer: str) -> list:
+    """Every schema-valid event of ``customer`` as :class:`ledger_engine.events.Event`."""
+    from ledger_engine.events import Event
+
+    result = []
+    for row in db.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE customer = ? ORDER BY at, id", [customer]
+    ):
+        row = list(row)
+        row[4] = datetime.date.fromisoformat(row[4])
+        row[9] = row[9] or 0
+        row[10] = None if row[10] is None else bool(row[10])
+        result.append(Event(*row))
+    return result

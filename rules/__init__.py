@@ -1,0 +1,187 @@
+"""The plan catalogue and wallet policy, read from TOML and validated.
+
+The catalogue is data (``catalogue.toml`` beside this file; the books keep their own copy as
+``rules.toml``).  This module turns it into immutable values and refuses a file that is not
+complete, so that rating never meets a missing price.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import NamedTuple
+
+DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("catalogue.toml")
+PLAN_NAMES = ("trial", "essentials", "boost", "pro", "enterprise")
+FEATURES = ("suggested_reply", "autopilot")
+CENT = Decimal("0.01")
+
+
+class RulesError(ValueError):
+    """The rules file is unreadable or incomplete."""
+
+
+class Plan(NamedTuple):
+    name: str
+    features: frozenset[str]
+    included_monthly: int
+    included_annual: int
+    price_monthly: Decimal
+    price_annual: Decimal
+
+    def included(self, interval: str) -> int:
+        return self.included_annual if interval == "annual" else self.included_monthly
+
+    def price(self, interval: str) -> Decimal:
+        return self.price_annual if interval == "annual" else self.price_monthly
+
+
+class CatalogueVersion(NamedTuple):
+    version: str
+    effective_from: datetime.date
+    plans: dict[str, Plan]
+
+
+class AutoTopUpPolicy(NamedTuple):
+    enabled: bool
+    amount: Decimal
+    threshold: Decimal
+
+
+class Rules(NamedTuple):
+    versions: tuple[CatalogueVersion, ...]  # sorted by effective_from
+    trial_unit_cap: int
+    auto_top_up: AutoTopUpPolicy
+    top_up_extra_months: int
+    commitment_billing_months: int
+    sha256: str
+
+    def version_on(self, day: datetime.date) -> CatalogueVersion:
+        """The catalogue version in force on ``day`` (the first one if ``day`` precedes all)."""
+        chosen = self.versions[0]
+        for version in self.versions:
+            if version.effective_from <= day:
+                chosen = version
+            else:
+                break
+        return chosen
+
+
+def _money(value: object, where: str) -> Decimal:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise RulesError(f'{where}: money must be a string like "0.30" or an integer')
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise RulesError(f"{where}: not a decimal: {value!r}") from None
+    if amount < 0 or amount != amount.quantize(CENT):
+        raise RulesError(f"{where}: must be >= 0 with at most 2 decimal places: {value!r}")
+    return amount.quantize(CENT)
+
+
+def _count(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RulesError(f"{where}: must be a whole number >= 0")
+    return value
+
+
+def _require(table: dict, key: str, where: str) -> object:
+    if key not in table:
+        raise RulesError(f"{where}: missing key {key!r}")
+    return table[key]
+
+
+def _plan(name: str, table: dict, where: str) -> Plan:
+    features = _require(table, "features", where)
+    if not isinstance(features, list) or not set(features) <= set(FEATURES):
+        raise RulesError(f"{where}.features: must be a list drawn from {FEATURES}")
+    return Plan(
+        name=name,
+        features=frozenset(features),
+        included_monthly=_count(_require(table, "included_monthly", where), where),
+        included_annual=_count(_require(table, "included_annual", where), where),
+        price_monthly=_money(_require(table, "price_monthly", where), where + ".price_monthly"),
+        price_annual=_money(_require(table, "price_annual", where), where + ".price_annual"),
+    )
+
+
+def _version(table: dict, index: int) -> CatalogueVersion:
+    where = f"versions[{index}]"
+    effective_from = _require(table, "effective_from", where)
+    try:
+        day = datetime.date.fromisoformat(str(effective_from))
+    except ValueError:
+        raise RulesError(f"{where}.effective_from: not a YYYY-MM-DD day") from None
+    plans_table = _require(table, "plans", where)
+    missing = [name for name in PLAN_NAMES if name not in plans_table]
+    if missing:
+        raise RulesError(f"{where}.plans: missing plans {missing}")
+    plans = {name: _plan(name, plans_table[name], f"{where}.plans.{name}") for name in PLAN_NAMES}
+    version = str(_require(table, "version", where))
+    return CatalogueVersion(version=version, effective_from=day, plans=plans)
+
+
+def parse_rules(text: str) -> Rules:
+    """Parses and validates the TOML text of a rules file.
+
+    Args:
+        text: the TOML document.
+
+    Returns:
+        The validated rules.
+
+    Raises:
+        RulesError: naming the first key that is missing or wrong.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise RulesError(f"rules file is not valid TOML: {error}") from None
+    raw_versions = _require(document, "versions", "rules")
+    if not isinstance(raw_versions, list) or not raw_versions:
+        raise RulesError("rules: [[versions]] must hold at least one catalogue")
+    versions = sorted(
+        (_version(table, index) for index, table in enumerate(raw_versions)),
+        key=lambda version: version.effective_from,
+    )
+    days = [version.effective_from for version in versions]
+    if len(set(days)) != len(days):
+        raise RulesError("rules: two catalogue versions share an effective_from day")
+    trial = _require(document, "trial", "rules")
+    auto = _require(document, "auto_top_up", "rules")
+    expiry = _require(document, "expiry", "rules")
+    policy = AutoTopUpPolicy(
+        enabled=bool(_require(auto, "enabled", "auto_top_up")),
+        amount=_money(_require(auto, "amount", "auto_top_up"), "auto_top_up.amount"),
+        threshold=_money(_require(auto, "threshold", "auto_top_up"), "auto_top_up.threshold"),
+    )
+    if policy.amount <= 0:
+        raise RulesError("auto_top_up.amount: must be > 0")
+    return Rules(
+        versions=tuple(versions),
+        trial_unit_cap=_count(_require(trial, "unit_cap", "trial"), "trial.unit_cap"),
+        auto_top_up=policy,
+        top_up_extra_months=_count(
+            _require(expiry, "top_up_extra_months", "expiry"), "expiry.top_up_extra_months"
+        ),
+        commitment_billing_months=max(
+            1,
+            _count(
+                _require(expiry, "commitment_billing_months", "expiry"),
+                "expiry.commitment_billing_months",
+            ),
+        ),
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+def load_rules(path: Path | str = DEFAULT_CATALOGUE_PATH) -> Rules:
+    """Reads and validates a rules file (see :func:`parse_rules`)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise RulesError(f"cannot read rules file {path}: {error.strerror}") from None
+    return parse_rules(text)

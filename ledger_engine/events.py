@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
@@ -272,6 +273,13 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
 def _parse(raw: bytes) -> tuple[object, str | None]:
     """The parsed value and the canonical text whose SHA-256 identifies the content."""
     try:
@@ -280,7 +288,9 @@ def _parse(raw: bytes) -> tuple[object, str | None]:
     except orjson.JSONDecodeError:
         pass
     # orjson refuses some valid JSON (e.g. lone surrogate escapes); the standard module decides.
-    document = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    document = json.loads(
+        raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+    )
     return document, json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 

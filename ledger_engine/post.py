@@ -147,12 +147,16 @@ class JournalWriter:
             relative = month_path.rsplit("/", 1)[-1] if root != books.LEDGER_NAME else month_path
             self.appender.append(root, journal.include_line(relative))
 
+    def ensure_customer(self, customer: str) -> None:
+        """Gives a customer its subledger root (open directives) on first sight."""
+        segment = accounts.customer_segment(customer)
+        root = books.customer_root_path(segment)
+        if not self.appender.exists(root):
+            self.appender.append(root, journal.customer_root(customer, segment, self.currency))
+
     def _subledger(self, txn: NewTxn, gl_link: str, position: int) -> tuple[dict, list[dict]]:
         root = books.customer_root_path(txn.segment)
-        if not self.appender.exists(root):
-            self.appender.append(
-                root, journal.customer_root(txn.customer, txn.segment, self.currency)
-            )
+        self.ensure_customer(txn.customer)
         path = books.customer_month_path(txn.segment, dates.month_of(txn.effective_day))
         self._include(root, path)
         self.appender.append(path, journal.subledger_text(txn, gl_link, self.currency))
@@ -270,9 +274,10 @@ def _rate_and_plan(db, customer: str, rules: Rules, through, first_open, run_id:
     wallet = desired_transactions(customer, rating, rules, through)
     save_rating(db, customer, rating, wallet, next_due_day(rating, wallet, events, through), run_id)
     segment = accounts.customer_segment(customer)
-    return plan_customer(
+    plan = plan_customer(
         customer, segment, wallet.transactions, posted_keys(db, customer), through, first_open
     )
+    return plan, bool(rating.terms)
 
 
 def post(
@@ -315,7 +320,10 @@ def _post_locked(books_dir, db, paths, through, progress, repaired) -> PostResul
         first_open = store.first_open_day(db)
         writer = JournalWriter(books_dir, db, run_id, currency)
         for customer in sorted(ingested.customers | due_customers(db, through)):
-            writer.add(_rate_and_plan(db, customer, rules, through, first_open, run_id))
+            plan, known = _rate_and_plan(db, customer, rules, through, first_open, run_id)
+            if known:
+                writer.ensure_customer(customer)
+            writer.add(plan)
             progress.customers(1)
         written, hashes = writer.finish()
         rejected = Counter(ingested.schema_rejected)

@@ -1,0 +1,687 @@
+"""Performance benchmark of ledger-engine: one synthetic night, and a simulated year of books.
+
+Usage (from the repository root, with the project's virtualenv)::
+
+    python bench/bench.py                       # full size: 10,000 customers, 1,000,000 events
+    python bench/bench.py --small               # CI smoke test: 50 customers, 5,000 events (<1 min)
+    python bench/bench.py --customers 10000 --events 200000 --out /tmp/bench
+
+Options: ``--customers N`` (10000), ``--events M`` (1000000), ``--out DIR`` scratch directory
+(``bench/out``; wiped books are re-created in it), ``--year-days D`` (365) nights in the
+simulated year, ``--night YYYY-MM-DD`` (2026-11-03) the posted night, ``--seed S`` (20261103),
+``--small`` (= ``--customers 50 --events 5000``), ``--engine`` / ``--bean-check`` commands
+(default: the ones next to this Python, else on PATH).
+
+What it does, in one run, printing ONE table at the end:
+
+1. Generates ``OUT/night.jsonl``: one ``subscription`` per customer, dated on an earlier day
+   (1 to 60 days before the night), then M events of the night, times spread over the day in
+   time order: mixed plans (trial, essentials, boost, pro, enterprise with ``included`` and
+   ``unit_price``), monthly and annual intervals, commitments and auto top-up settings,
+   features suggested_reply / autopilot / playground with several events per conversation
+   (essentials customers use autopilot only rarely, which the engine rejects), and some
+   top_up, channel_usage and payment events.  Activity per customer is skewed (log-normal);
+   customer 0 is a busy pro customer with 2 % of the events.  The seed is fixed, so the file
+   is identical from run to run.
+2. JSON parse floor: CPython's standard ``json.loads`` on every line of the file, measured
+   in-process (reading the file included), the yardstick for the post.
+3. ``ledger-engine post BOOKS night.jsonl --through NIGHT --json`` on freshly ``init``-ed books:
+   wall time and peak RSS of the child (``os.wait4`` rusage of that one child).
+4. The same post again, which must be a no-op (wall time, peak RSS, 0 transactions written).
+5. ``bean-check`` of the posted books' ledger.beancount and of the busiest customer's
+   subledger (information, and a check that what the engine wrote is valid).
+6. A simulated year: ``OUT/year`` is ``init``-ed, then journal files are written directly in
+   the engine's format (gl/YYYY/YYYY-MM.beancount with 4 daily summaries a day, and one busy
+   customer's customers/<segment>/YYYY-MM.beancount with about 6 transactions a day, plus the
+   include lines in ledger.beancount and customer.beancount), and ``bean-check`` is timed on
+   ledger.beancount and on that customer.beancount, with the pickle load cache disabled
+   (``BEANCOUNT_DISABLE_LOAD_CACHE=1``).
+
+Targets (from the performance issue): post <= 5x floor, no-op post <= 0.5x floor, peak RSS
+<= 1 GiB, GL year bean-check <= 2 s, one customer's year <= 0.5 s.  Each row shows PASS/MISS.
+
+Exit status: 0 when every step completed, whatever the timings (no timing assertions, so CI
+can run ``--small`` as a smoke test); 1 when a step failed: a command exited non-zero, the
+no-op post wrote transactions, or bean-check reported errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import NamedTuple
+
+DEFAULT_NIGHT = "2026-11-03"
+DEFAULT_SEED = 20261103
+GIB = 1024**3
+SUBSCRIPTION_DAYS_BEFORE = 60  # subscriptions are dated 1..60 days before the night
+BUSY_SHARE = 0.02  # share of the night's events that belong to customer 0
+
+PLANS = ("trial", "essentials", "boost", "pro", "enterprise")
+PLAN_WEIGHTS = (8, 30, 25, 27, 10)
+# Event type mix of the night (cumulative thresholds on one random draw).
+P_AI = 0.965
+P_CHANNEL = P_AI + 0.020
+P_TOP_UP = P_CHANNEL + 0.007  # the rest are payments
+P_PLAYGROUND = 0.10  # share of AI events that are playground messages
+P_NEW_CONVERSATION = 0.30  # chance an AI event starts a conversation (else continues one)
+P_AUTOPILOT_CONVERSATION = 0.25
+P_AUTOPILOT_ESSENTIALS = 0.001  # essentials has no autopilot: rare, rejected by the engine
+P_AUTOPILOT_IN_REPLY = 0.01  # an autopilot event inside a suggested-reply conversation
+CHANNELS = ("sms", "whatsapp", "voice")
+
+GL_TXNS_PER_DAY = 4
+CUSTOMER_ROOT = "customer.beancount"
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+class Measure(NamedTuple):
+    seconds: float
+    max_rss: int  # bytes
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_child(command: list[str], env: dict | None = None, scratch: Path | None = None) -> Measure:
+    """Runs ``command``; wall time and the peak RSS of that child (and its waited children)."""
+    scratch = scratch or Path("/tmp")
+    out_path, err_path = scratch / ".bench.stdout", scratch / ".bench.stderr"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    stdout = out_path.read_text(errors="replace")
+    stderr = err_path.read_text(errors="replace")
+    out_path.unlink()
+    err_path.unlink()
+    return Measure(seconds, usage.ru_maxrss * 1024, child.returncode, stdout, stderr)
+
+
+class Failures:
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def check(self, ok: bool, message: str) -> bool:
+        if not ok:
+            self.messages.append(message)
+            print(f"FAILED: {message}", file=sys.stderr, flush=True)
+        return ok
+
+
+# --------------------------------------------------------------------------- the night
+
+
+class Customer(NamedTuple):
+    id: str
+    plan: str
+    interval: str | None
+    weight: float
+
+
+def customer_id(index: int) -> str:
+    # Mostly "cus_00042"; some ids with dots and dashes (segments with -XX escapes).
+    return f"org-{index}.eu" if index % 7 == 3 else f"cus_{index:05d}"
+
+
+def make_customers(rng: random.Random, count: int) -> list[Customer]:
+    customers = []
+    for index in range(count):
+        plan = "pro" if index == 0 else rng.choices(PLANS, PLAN_WEIGHTS)[0]
+        interval = None if plan == "trial" else rng.choice(("monthly",) * 7 + ("annual",) * 3)
+        weight = rng.lognormvariate(0.0, 1.0) * (0.1 if plan == "trial" else 1.0)
+        customers.append(Customer(customer_id(index), plan, interval, weight))
+    if count > 1:
+        others = sum(c.weight for c in customers[1:])
+        customers[0] = customers[0]._replace(weight=others * BUSY_SHARE / (1 - BUSY_SHARE))
+    return customers
+
+
+def clock(second: int) -> str:
+    return f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+
+
+def money(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+def subscription_line(rng: random.Random, customer: Customer, night: datetime.date) -> str:
+    day = night - datetime.timedelta(days=rng.randint(1, SUBSCRIPTION_DAYS_BEFORE))
+    event = {
+        "id": f"sub-{customer.id}-{day:%Y%m%d}",
+        "type": "subscription",
+        "customer": customer.id,
+        "at": f"{day}T{clock(rng.randrange(86400))}Z",
+        "plan": customer.plan,
+    }
+    if customer.interval:
+        event["interval"] = customer.interval
+    if customer.plan in ("pro", "enterprise") and rng.random() < 0.3:
+        event["commitment"] = rng.choice(("50.00", 100, "250.00"))
+    roll = rng.random()
+    if roll < 0.1:
+        event["auto_top_up"] = {"enabled": False}
+    elif roll < 0.2:
+        event["auto_top_up"] = {"enabled": True, "amount": "50.00", "threshold": "5.00"}
+    if customer.plan == "enterprise":
+        event["included"] = rng.randint(500, 20000)
+        event["unit_price"] = rng.choice(("0.15", "0.20", "0.25"))
+    return json.dumps(event, separators=(",", ":")) + "\n"
+
+
+class NightWriter:
+    """Generates the night's events for the customers, with conversation state per customer."""
+
+    def __init__(self, rng: random.Random, customers: list[Customer], night: datetime.date):
+        self.rng = rng
+        self.customers = customers
+        self.night = night
+        self.compact = f"{night:%Y%m%d}"
+        self.open: list[list[list]] = [[] for _ in customers]  # [conversation, left, kind]
+        self.counters = [0] * len(customers)
+
+    def conversation(self, index: int) -> list:
+        rng, open_ = self.rng, self.open[index]
+        if not open_ or rng.random() < P_NEW_CONVERSATION:
+            self.counters[index] += 1
+            plan = self.customers[index].plan
+            share = P_AUTOPILOT_ESSENTIALS if plan == "essentials" else P_AUTOPILOT_CONVERSATION
+            kind = "autopilot" if rng.random() < share else "suggested_reply"
+            conv_id = f"cv_{self.compact}_{self.counters[index]:06d}"
+            open_.append([conv_id, rng.randint(1, 6), kind])
+        slot = rng.randrange(len(open_))
+        entry = open_[slot]
+        entry[1] -= 1
+        if entry[1] <= 0:
+            open_[slot] = open_[-1]
+            open_.pop()
+        return entry
+
+    def ai_fields(self, index: int) -> str:
+        rng = self.rng
+        if rng.random() < P_PLAYGROUND:
+            return '"feature":"playground"'
+        conv_id, _, kind = self.conversation(index)
+        if kind == "suggested_reply" and rng.random() < P_AUTOPILOT_IN_REPLY:
+            if self.customers[index].plan != "essentials":
+                kind = "autopilot"
+        return f'"feature":"{kind}","conversation":"{conv_id}"'
+
+    def line(self, number: int, index: int, at: str) -> str:
+        rng = self.rng
+        head = (
+            f'{{"id":"{number:08x}{rng.getrandbits(96):024x}",'
+            f'"customer":"{self.customers[index].id}","at":"{at}",'
+        )
+        roll = rng.random()
+        if roll < P_AI:
+            return f'{head}"type":"ai_usage",{self.ai_fields(index)}}}\n'
+        if roll < P_CHANNEL:
+            amount = money(rng.randint(5, 500))
+            channel = rng.choice(CHANNELS)
+            return f'{head}"type":"channel_usage","channel":"{channel}","amount":"{amount}"}}\n'
+        if roll < P_TOP_UP:
+            amount = rng.choice(('"25.00"', '"50.00"', "100"))
+            return f'{head}"type":"top_up","amount":{amount}}}\n'
+        return f'{head}"type":"payment","amount":"{money(rng.randint(500, 20000))}"}}\n'
+
+
+def generate_night(path: Path, customers: int, events: int, night: datetime.date, seed: int):
+    """Writes the night's JSONL; returns (customer list, events per customer)."""
+    rng = random.Random(seed)
+    people = make_customers(rng, customers)
+    writer = NightWriter(rng, people, night)
+    cumulative = list(itertools.accumulate(c.weight for c in people))
+    picks = rng.choices(range(customers), cum_weights=cumulative, k=events)
+    seconds = sorted(rng.randrange(86400) for _ in range(events))
+    stamps = [f"{night}T{clock(s)}Z" for s in range(86400)]
+    per_customer = [0] * customers
+    with path.open("w", encoding="utf-8", newline="\n") as stream:
+        stream.write("".join(subscription_line(rng, c, night) for c in people))
+        chunk: list[str] = []
+        for number in range(events):
+            index = picks[number]
+            per_customer[index] += 1
+            chunk.append(writer.line(number, index, stamps[seconds[number]]))
+            if len(chunk) == 100_000:
+                stream.write("".join(chunk))
+                chunk.clear()
+        stream.write("".join(chunk))
+    return people, per_customer
+
+
+def parse_floor(path: Path) -> tuple[float, int]:
+    """Seconds for the standard json module to parse every line (in-process), lines."""
+    start = time.perf_counter()
+    count = 0
+    loads = json.loads
+    with path.open("r", encoding="utf-8") as stream:
+        for line in stream:
+            loads(line)
+            count += 1
+    return time.perf_counter() - start, count
+
+
+# --------------------------------------------------------------------------- the year
+
+
+def segment(customer: str) -> str:
+    """The engine's account segment of a customer id (SPEC §3; mirrors accounts.py)."""
+    return "C-" + "".join(
+        ch if ch.isascii() and ch.isalnum() else f"-{ord(ch):02X}" for ch in customer
+    )
+
+
+SHARED_ACCOUNTS = (
+    "Assets:Bank:Clearing",
+    "Income:AI:Revenue:SuggestedReplies",
+    "Income:AI:Revenue:Autopilot",
+    "Income:AI:Allowance:Included",
+    "Income:AI:Allowance:Trial",
+    "Income:AI:Breakage",
+    "Income:Channels:Sms",
+    "Income:Channels:Whatsapp",
+    "Income:Channels:Voice",
+)
+
+
+def root_header(title: str) -> str:
+    return (
+        f"; {title}\n"
+        "; Written by ledger-engine. Append-only: never edit by hand (reconcile detects it).\n"
+        f'option "title" "{title}"\n'
+        'option "operating_currency" "EUR"\n'
+        'option "tolerance_multiplier" "0"\n'
+        'plugin "beancount.plugins.check_commodity"\n'
+        'plugin "beancount.plugins.leafonly"\n'
+        "\n1970-01-01 commodity EUR\n\n"
+    )
+
+
+def customer_root(customer: str, seg: str, months: list[str]) -> str:
+    opens = [
+        f"1970-01-01 open Liabilities:Customers:{seg}:Wallet EUR\n"
+        f'  customer: "{customer}"\n  role: "wallet"\n',
+        f"1970-01-01 open Assets:Receivables:Customers:{seg} EUR\n"
+        f'  customer: "{customer}"\n  role: "receivable"\n',
+        *(f"1970-01-01 open {account} EUR\n" for account in SHARED_ACCOUNTS),
+    ]
+    includes = "".join(f'include "{month}.beancount"\n' for month in months)
+    return root_header(f"Subledger of customer {customer}") + "".join(opens) + "\n" + includes
+
+
+def txn(day, payee: str, narration: str, links, meta, postings) -> str:
+    """One transaction in the engine's layout; the last posting balances the others."""
+    postings = list(postings)
+    postings.append((postings.pop()[0], -sum(cents for _, cents in postings)))
+    lines = [f'{day} * "{payee}" "{narration}"' + "".join(f" ^{link}" for link in links)]
+    for key, value in meta:
+        text = str(value) if isinstance(value, int | datetime.date) else f'"{value}"'
+        lines.append(f"  {key}: {text}")
+    lines.extend(f"  {account}  {money(cents)} EUR" for account, cents in postings)
+    return "\n".join(lines) + "\n\n"
+
+
+def gl_day(rng: random.Random, day: datetime.date) -> str:
+    parts = []
+    for run in range(1, GL_TXNS_PER_DAY + 1):
+        accounts = [
+            ("Assets:Receivables:Customers", rng.randint(100_000, 900_000)),
+            ("Assets:Bank:Clearing", rng.randint(50_000, 500_000)),
+            ("Income:AI:Revenue:SuggestedReplies", -rng.randint(100_000, 900_000)),
+            ("Income:AI:Revenue:Autopilot", -rng.randint(100_000, 900_000)),
+            ("Income:AI:Allowance:Included", rng.randint(50_000, 400_000)),
+            ("Income:AI:Allowance:Trial", rng.randint(1_000, 9_000)),
+            ("Income:AI:Breakage", -rng.randint(1_000, 90_000)),
+            ("Income:Channels:Sms", -rng.randint(1_000, 90_000)),
+            ("Income:Channels:Whatsapp", -rng.randint(1_000, 90_000)),
+            ("Income:Channels:Voice", -rng.randint(1_000, 90_000)),
+        ]
+        if run > 1:  # later runs: small summaries of late events and corrections
+            accounts = rng.sample(accounts, 3)
+        tag = f"gl.{day}.r{run}"
+        meta = [("txn", tag), ("run", run), ("subledger-transactions", rng.randint(1, 40000))]
+        meta.append(("customers", rng.randint(1, 10000)))
+        postings = accounts + [("Liabilities:Customers:Wallets", 0)]
+        parts.append(
+            txn(
+                day,
+                "General ledger",
+                "Daily summary of the customer subledgers",
+                [tag],
+                meta,
+                postings,
+            )
+        )
+    return "".join(parts)
+
+
+def customer_day(rng: random.Random, customer: str, seg: str, day: datetime.date) -> str:
+    wallet, receivable = (
+        f"Liabilities:Customers:{seg}:Wallet",
+        f"Assets:Receivables:Customers:{seg}",
+    )
+    gl = f"gl.{day}.r1"
+    anchor = day.replace(day=1)
+    period = f"{anchor}/{(anchor + datetime.timedelta(days=32)).replace(day=1)}"
+    digest = f"{rng.getrandbits(64):016x}"
+    parts = []
+    if day.day == 1:
+        key = f"{seg}.{day}.commitment"
+        meta = [("txn", f"{key}.1"), ("customer", customer), ("lot", f"commitment-{day}")]
+        parts.append(
+            txn(day, customer, "Commitment", [key, gl], meta, [(receivable, 10000), (wallet, 0)])
+        )
+    key = f"{seg}.{day}.auto-top-up"
+    meta = [("txn", f"{key}.1"), ("customer", customer), ("lot", f"auto-top-up-{day}")]
+    expires = (anchor + datetime.timedelta(days=62)).replace(day=1) - datetime.timedelta(days=1)
+    meta += [("expires", expires), ("top-ups", 2), ("threshold", "0.00")]
+    parts.append(
+        txn(day, customer, "Automatic top-up", [key, gl], meta, [(receivable, 5000), (wallet, 0)])
+    )
+    for seq in (1, 2):
+        key = f"{seg}.{day}.usage.{anchor}"
+        meta = [("txn", f"{key}.{seq}"), ("customer", customer), ("period", period)]
+        if seq == 2:
+            meta.insert(1, ("corrects", f"{key}.1"))
+        counts = [("conversations", rng.randint(50, 400)), ("included", 0), ("charged", 120)]
+        meta += counts + [("trial", 0), ("autopilot", 30), ("rules-version", "2026.1")]
+        meta += [("conversations-digest", digest), ("lots", f"auto-top-up-{day}:36.00")]
+        narration = "AI usage" if seq == 1 else "Correction: AI usage"
+        postings = [
+            ("Income:AI:Revenue:SuggestedReplies", -rng.randint(1000, 9000)),
+            ("Income:AI:Revenue:Autopilot", -rng.randint(300, 3000)),
+            ("Income:AI:Allowance:Included", rng.randint(0, 900)),
+            (wallet, 0),
+        ]
+        parts.append(txn(day, customer, narration, [key, gl], meta, postings))
+    key = f"{seg}.{day}.channels"
+    meta = [("txn", f"{key}.1"), ("customer", customer), ("events", 12), ("lots", "x:1.00")]
+    postings = [("Income:Channels:Sms", -rng.randint(10, 900)), (wallet, 0)]
+    parts.append(txn(day, customer, "Channel usage", [key, gl], meta, postings))
+    key = f"{seg}.{day}.payment.{rng.getrandbits(48):012x}"
+    meta = [("txn", f"{key}.1"), ("customer", customer), ("event", f"pay-{day}")]
+    postings = [("Assets:Bank:Clearing", rng.randint(1000, 9000)), (receivable, 0)]
+    parts.append(txn(day, customer, "Payment", [key, gl], meta, postings))
+    return "".join(parts)
+
+
+def write_year(books: Path, customer: str, night: datetime.date, days: int, seed: int):
+    """Appends a simulated year of nights to freshly init-ed books; returns (root, txns)."""
+    rng = random.Random(seed + 1)
+    seg = segment(customer)
+    gl_texts: dict[str, list[str]] = {}
+    customer_texts: dict[str, list[str]] = {}
+    for offset in range(days - 1, -1, -1):
+        day = night - datetime.timedelta(days=offset)
+        month = f"{day:%Y-%m}"
+        gl_texts.setdefault(month, []).append(gl_day(rng, day))
+        customer_texts.setdefault(month, []).append(customer_day(rng, customer, seg, day))
+    for month, texts in gl_texts.items():
+        path = books / "gl" / month[:4] / f"{month}.beancount"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(texts), encoding="utf-8")
+    with (books / "ledger.beancount").open("a", encoding="utf-8") as ledger:
+        ledger.write("".join(f'include "gl/{m[:4]}/{m}.beancount"\n' for m in gl_texts))
+    folder = books / "customers" / seg
+    folder.mkdir(parents=True, exist_ok=True)
+    for month, texts in customer_texts.items():
+        (folder / f"{month}.beancount").write_text("".join(texts), encoding="utf-8")
+    root = folder / CUSTOMER_ROOT
+    root.write_text(customer_root(customer, seg, list(customer_texts)), encoding="utf-8")
+    count = sum(text.count("\n  txn: ") for texts in customer_texts.values() for text in texts)
+    return root, days * GL_TXNS_PER_DAY, count
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Row(NamedTuple):
+    label: str
+    value: str
+    ratio: str = ""
+    target: str = ""
+    verdict: str = ""
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        beancount = metadata.version("beancount")
+    except metadata.PackageNotFoundError:
+        beancount = "?"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"machine: nproc {cores}, {model}; Python {platform.python_version()} "
+        f"({platform.python_implementation()}), beancount {beancount}, {platform.platform()}"
+    )
+
+
+def tool(name: str, given: str | None) -> str:
+    if given:
+        return given
+    sibling = Path(sys.executable).parent / name
+    return str(sibling) if sibling.exists() else (shutil.which(name) or name)
+
+
+def print_table(rows: list[Row]) -> None:
+    header = Row("measure", "value", "ratio", "target", "result")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
+    for number, row in enumerate([header, *rows]):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if number == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.out: Path = args.out
+        self.night = datetime.date.fromisoformat(args.night)
+        self.engine = tool("ledger-engine", args.engine)
+        self.bean_check = tool("bean-check", args.bean_check)
+        self.failures = Failures()
+        self.rows: list[Row] = []
+        self.floor = 0.0
+        self.env = dict(os.environ, BEANCOUNT_DISABLE_LOAD_CACHE="1")
+
+    def step(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    def fresh_books(self, name: str) -> Path | None:
+        books = self.out / name
+        shutil.rmtree(books, ignore_errors=True)
+        result = run_child([self.engine, "init", str(books)], scratch=self.out)
+        ok = self.failures.check(result.returncode == 0, f"init {books}: {result.stderr.strip()}")
+        return books if ok else None
+
+    def night_file(self) -> tuple[Path, str]:
+        args = self.args
+        path = self.out / "night.jsonl"
+        self.step(f"generating {args.events:,} events for {args.customers:,} customers")
+        start = time.perf_counter()
+        people, per_customer = generate_night(
+            path, args.customers, args.events, self.night, args.seed
+        )
+        seconds = time.perf_counter() - start
+        size = path.stat().st_size
+        label = f"generate {args.events:,} events + {args.customers:,} subscriptions"
+        self.rows.append(Row(label, f"{seconds:.2f} s", f"{size / 2**20:,.0f} MiB file"))
+        busiest = max(range(len(people)), key=per_customer.__getitem__)
+        return path, people[busiest].id
+
+    def measure_floor(self, path: Path) -> None:
+        self.step("JSON parse floor (json.loads per line, in-process)")
+        self.floor, lines = parse_floor(path)
+        label = f"JSON parse floor: json.loads x {lines:,} lines (in-process)"
+        self.rows.append(Row(label, f"{self.floor:.2f} s", "1.00x"))
+
+    def post(self, books: Path, path: Path, label: str, target: float) -> dict | None:
+        self.step(f"{label}: ledger-engine post")
+        command = [self.engine, "post", str(books), str(path)]
+        command += ["--through", self.night.isoformat(), "--json"]
+        result = run_child(command, scratch=self.out)
+        ok = self.failures.check(
+            result.returncode == 0,
+            f"{label} exited {result.returncode}: {result.stderr.strip()[-500:]}",
+        )
+        ratio = result.seconds / self.floor if self.floor else float("inf")
+        self.rows.append(
+            Row(
+                f"{label}: wall",
+                f"{result.seconds:.2f} s",
+                f"{ratio:.2f}x floor",
+                f"<= {target}x floor",
+                verdict(ratio <= target),
+            )
+        )
+        self.rows.append(
+            Row(
+                f"{label}: peak RSS",
+                mib(result.max_rss),
+                "",
+                "<= 1,024 MiB",
+                verdict(result.max_rss <= GIB),
+            )
+        )
+        if not ok:
+            return None
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        print(f"  {json.dumps(summary, sort_keys=True)}", flush=True)
+        return summary
+
+    def bean_check_file(self, path: Path, label: str, limit: float | None) -> None:
+        self.step(f"bean-check {path}")
+        result = run_child([self.bean_check, str(path)], env=self.env, scratch=self.out)
+        output = (result.stdout + result.stderr).strip()
+        self.failures.check(
+            result.returncode == 0 and not output,
+            f"bean-check {path} exited {result.returncode}: {output[:1000]}",
+        )
+        value = f"{result.seconds:.2f} s"
+        if limit is None:
+            self.rows.append(Row(label, value, mib(result.max_rss), "(info)"))
+        else:
+            self.rows.append(
+                Row(
+                    label,
+                    value,
+                    mib(result.max_rss),
+                    f"<= {limit} s",
+                    verdict(result.seconds <= limit),
+                )
+            )
+
+    def night_runs(self) -> None:
+        path, busiest = self.night_file()
+        self.measure_floor(path)
+        books = self.fresh_books("books")
+        if books is None:
+            return
+        first = self.post(books, path, "post (fresh books)", 5)
+        if first is None:
+            return
+        again = self.post(books, path, "no-op post (same file)", 0.5)
+        if again is not None:
+            written = again.get("transactions_written")
+            self.failures.check(written == 0, f"the no-op post wrote {written} transactions")
+        self.bean_check_file(books / "ledger.beancount", "bean-check posted GL (1 night)", None)
+        root = books / "customers" / segment(busiest) / CUSTOMER_ROOT
+        label = f"bean-check posted busiest customer {busiest}"
+        self.bean_check_file(root, label, None)
+
+    def year_runs(self) -> None:
+        days = self.args.year_days
+        books = self.fresh_books("year")
+        if books is None:
+            return
+        self.step(f"writing a simulated year of {days} nights in {books}")
+        root, gl_txns, customer_txns = write_year(
+            books, customer_id(0), self.night, days, self.args.seed
+        )
+        label = f"bean-check GL, {days} nights ({gl_txns:,} txns)"
+        self.bean_check_file(books / "ledger.beancount", label, 2.0)
+        label = f"bean-check 1 customer, {days} nights ({customer_txns:,} txns)"
+        self.bean_check_file(root, label, 0.5)
+
+    def run(self) -> int:
+        self.out.mkdir(parents=True, exist_ok=True)
+        print(machine(), flush=True)
+        print(f"engine: {self.engine}; bean-check: {self.bean_check}; out: {self.out}")
+        self.night_runs()
+        self.year_runs()
+        print()
+        print(machine())
+        print(
+            f"night {self.night}, {self.args.customers:,} customers, {self.args.events:,} "
+            f"events, seed {self.args.seed}; bean-check without the pickle cache"
+        )
+        print_table(self.rows)
+        if self.failures.messages:
+            print(f"\n{len(self.failures.messages)} step(s) FAILED:")
+            for message in self.failures.messages:
+                print(f"  - {message}")
+            return 1
+        return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark ledger-engine post and bean-check (see the module docstring)."
+    )
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    parser.add_argument("--year-days", type=int, default=365)
+    parser.add_argument("--night", default=DEFAULT_NIGHT, help="the night posted (YYYY-MM-DD)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--small", action="store_true", help="smoke test: 50 customers, 5,000 events"
+    )
+    parser.add_argument("--engine", help="the ledger-engine command")
+    parser.add_argument("--bean-check", help="the bean-check command")
+    args = parser.parse_args(argv)
+    if args.small:
+        args.customers, args.events = 50, 5_000
+    if args.customers < 1 or args.events < 0 or args.year_days < 1:
+        parser.error("--customers and --year-days must be >= 1, --events >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    return Bench(parse_args(argv)).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

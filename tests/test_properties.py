@@ -1,0 +1,122 @@
+"""Hypothesis properties of posting (issue 2): balance, idempotency, split invariance,
+wallets never negative, GL = sum of subledgers."""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+from decimal import Decimal
+
+from conftest import Poster, balances, init_books, journal_bytes, load_clean
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger_engine import accounts
+
+CUSTOMERS = ("alpha", "beta")
+START = datetime.datetime(2026, 11, 1, 8, tzinfo=datetime.UTC)
+PROPERTY_SETTINGS = settings(
+    max_examples=40, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def at(minutes: int) -> str:
+    return (START + datetime.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@st.composite
+def subscriptions(draw, customer):
+    plan = draw(st.sampled_from(["essentials", "boost", "pro", "enterprise", "trial"]))
+    event = {"id": f"s-{customer}", "type": "subscription", "customer": customer, "at": at(0),
+             "plan": plan}
+    if plan != "trial":
+        event["interval"] = draw(st.sampled_from(["monthly", "annual"]))
+    if plan == "enterprise":
+        event["included"] = draw(st.integers(0, 3))
+        event["unit_price"] = draw(st.sampled_from(["0.50", "1.00", "2.35"]))
+    if draw(st.booleans()):
+        event["commitment"] = draw(st.sampled_from(["0", "1.00", "5.55"]))
+    event["auto_top_up"] = {
+        "enabled": draw(st.booleans()),
+        "amount": draw(st.sampled_from(["1.00", "2.50", "25.00"])),
+        "threshold": draw(st.sampled_from(["0.00", "0.40"])),
+    }
+    return event
+
+
+@st.composite
+def activity(draw, customer, index):
+    minutes = draw(st.integers(1, 60 * 24 * 40))  # within about 40 days
+    kind = draw(st.sampled_from(["sr", "sr", "ap", "pg", "top_up", "channel", "payment"]))
+    base = {"id": f"{customer}-{index}", "customer": customer, "at": at(minutes)}
+    if kind in ("sr", "ap", "pg"):
+        feature = {"sr": "suggested_reply", "ap": "autopilot", "pg": "playground"}[kind]
+        event = {**base, "type": "ai_usage", "feature": feature}
+        if kind != "pg":
+            event["conversation"] = f"c{draw(st.integers(0, 6))}"
+        return event
+    amount = draw(st.sampled_from(["0.07", "0.30", "3.00"]))
+    if kind == "channel":
+        channel = draw(st.sampled_from(["sms", "whatsapp", "voice"]))
+        return {**base, "type": "channel_usage", "channel": channel, "amount": amount}
+    return {**base, "type": kind, "amount": amount}
+
+
+@st.composite
+def histories(draw):
+    events = []
+    for customer in CUSTOMERS[: draw(st.integers(1, 2))]:
+        events.append(draw(subscriptions(customer)))
+        count = draw(st.integers(0, 14))
+        events += [draw(activity(customer, i)) for i in range(count)]
+    return events
+
+
+def gl_equals_subledgers(books_dir):
+    gl = balances(books_dir / "ledger.beancount")
+    summed: dict[str, Decimal] = defaultdict(Decimal)
+    for root in books_dir.glob("customers/*/customer.beancount"):
+        for account, value in balances(root).items():
+            summed[accounts.control_account(account)] += value
+    assert gl == {a: v for a, v in summed.items() if v}
+
+
+def wallets_never_negative(books_dir):
+    for root in books_dir.glob("customers/*/customer.beancount"):
+        entries, _ = load_clean(root)
+        by_day: dict[datetime.date, Decimal] = defaultdict(Decimal)
+        for entry in entries:
+            for posting in getattr(entry, "postings", None) or ():
+                if posting.account.endswith(":Wallet"):
+                    by_day[entry.date] += posting.units.number
+        running = Decimal(0)
+        for day in sorted(by_day):
+            running += by_day[day]
+            assert running <= 0, f"{root}: wallet overdrawn by {running} on {day}"
+
+
+@PROPERTY_SETTINGS
+@given(events=histories(), cut=st.integers(0, 100), data=st.data())
+def test_posting_properties(tmp_path_factory, events, cut, data):
+    scratch = tmp_path_factory.mktemp("prop")
+    one = Poster(init_books(scratch / "one"), scratch)
+    one(events, "2026-12-15")
+    # Every transaction balances exactly and every journal loads without errors.
+    gl_equals_subledgers(one.books)
+    wallets_never_negative(one.books)
+    # Re-running the same events posts nothing and changes no byte.
+    before = journal_bytes(one.books)
+    again = one(events, "2026-12-15")
+    assert again.transactions_written == 0 and journal_bytes(one.books) == before
+    # The same events over several runs, shuffled, with late arrivals: same balances.
+    shuffled = data.draw(st.permutations(events))
+    split = cut * len(shuffled) // 100
+    many = Poster(init_books(scratch / "many"), scratch)
+    many(shuffled[:split], "2026-11-20")
+    many(shuffled[split:], "2026-12-15")
+    assert balances(many.books / "ledger.beancount") == balances(one.books / "ledger.beancount")
+    for root in one.books.glob("customers/*/customer.beancount"):
+        assert balances(many.books / root.relative_to(one.books)) == balances(root)
+    gl_equals_subledgers(many.books)
+    wallets_never_negative(many.books)

@@ -161,3 +161,29 @@ def rejections(books_dir: Path, as_json: bool):
             f"{row['file']}:{row['line']}  {row['reason']}{field}  "
             f"{row['event_id'] or '-'}  {row['detail']}"
         )
+
+
+@main.command()
+@books_argument
+@click.argument("customer")
+@click.option("--month", callback=_month, metavar="YYYY-MM", help="Only this calendar month.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def transactions(books_dir: Path, customer: str, month: str | None, as_json: bool):
+    """Show CUSTOMER's wallet history with the balance after each line."""
+    from ledger_engine.reports import wallet_history
+
+    try:
+        lines = wallet_history(books_dir, customer, month)
+    except (BooksError, LookupError, OSError) as error:
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps(lines, indent=1))
+        return
+    if not lines:
+        click.echo("No wallet movements.")
+        return
+    click.echo(f"{'date':<10}  {'type':<28}  {'amount':>10}  {'balance':>10}")
+    for line in lines:
+        click.echo(
+            f"{line['date']:<10}  {line['type']:<28}  {line['amount']:>10}  {line['balance']:>10}"
+        )

@@ -176,6 +176,7 @@ class JournalWriter:
             "corrects": txn.corrects,
             "file": path,
             "position": position,
+            "narration": txn.narration,
         }
         return row, [{**base, "account": a, "amount": c} for a, c in txn.postings]
 
@@ -222,6 +223,7 @@ class JournalWriter:
             "corrects": None,
             "file": path,
             "position": position,
+            "narration": "Daily summary",
         }
         return row, [{**base, "account": a, "amount": c} for a, c in postings], link
 

@@ -43,3 +43,76 @@ def query_directives() -> str:
     return "".join(
         f"{OPEN_DATE} query {quote(name)} {quote(sql)}\n" for name, sql in QUERIES.items()
     )
+
+
+HISTORY_LABELS = {
+    "usage": "AI",
+    "channel.sms": "SMS",
+    "channel.whatsapp": "WhatsApp",
+    "channel.voice": "Voice",
+    "top-up": "Top-up",
+    "auto-top-up": "Automatic top-up",
+    "commitment": "Commitment",
+    "breakage": "Expiry",
+    "refund": "Refund",
+}
+
+
+def history_label(key: str, corrects: str | None) -> str:
+    """The billing-page label of a wallet movement, from its transaction key."""
+    label = next(
+        (
+            text
+            for prefix, text in HISTORY_LABELS.items()
+            if key == prefix or key.startswith(prefix + ".")
+        ),
+        key,
+    )
+    return f"{label} (correction)" if corrects else label
+
+
+def wallet_history(books_dir, customer: str, month: str | None = None) -> list[dict]:
+    """The customer's wallet movements with the balance after each (SPEC §5).
+
+    Amounts are from the customer's side: money added to the wallet is positive.
+
+    Args:
+        books_dir: the books.
+        customer: the customer id.
+        month: only lines of this ``YYYY-MM`` (balances still count everything before).
+
+    Returns:
+        One dict per movement: date, type, amount, balance, txn, corrects, lots.
+    """
+    from ledger_engine import accounts, store
+    from ledger_engine.money import format_cents
+
+    db = store.open_store(books_dir)
+    try:
+        if db.execute("SELECT 1 FROM customers WHERE customer = ?", [customer]).fetchone() is None:
+            raise LookupError(f"no customer {customer!r} in these books")
+        wallet = accounts.wallet_account(accounts.customer_segment(customer))
+        rows = db.execute(
+            "SELECT t.effective_day, t.key, t.corrects, t.txn_id, p.amount "
+            "FROM postings p JOIN transactions t ON t.txn_id = p.txn_id "
+            "WHERE p.customer = ? AND p.account = ? ORDER BY t.effective_day, t.run_id, "
+            "t.position",
+            [customer, wallet],
+        ).fetchall()
+    finally:
+        db.close()
+    lines, balance = [], 0
+    for day, key, corrects, txn_id, cents in rows:
+        balance -= cents
+        if month is None or day.startswith(month):
+            lines.append(
+                {
+                    "date": day,
+                    "type": history_label(key, corrects),
+                    "amount": format_cents(-cents),
+                    "balance": format_cents(balance),
+                    "txn": txn_id,
+                    "corrects": corrects,
+                }
+            )
+    return lines

@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     txn_id TEXT PRIMARY KEY, ledger TEXT NOT NULL, customer TEXT, orig_day TEXT NOT NULL,
     key TEXT NOT NULL, seq INTEGER NOT NULL, effective_day TEXT NOT NULL,
     late INTEGER NOT NULL, corrects TEXT, file TEXT NOT NULL, run_id INTEGER NOT NULL,
-    position INTEGER NOT NULL
+    position INTEGER NOT NULL, narration TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transactions_customer ON transactions (customer, orig_day, key);
 CREATE TABLE IF NOT EXISTS postings (

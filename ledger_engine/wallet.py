@@ -23,7 +23,8 @@ from rules import Rules
 
 ONE_DAY = datetime.timedelta(days=1)
 # Within a day: expiries first (yesterday's lots are gone), then credits, then charges.
-STEP_ORDER = ("breakage", "commitment", "top-up", "auto-top-up", "usage", "channels", "payment")
+STEP_ORDER = ("breakage", "commitment", "top-up", "auto-top-up", "usage", "channel", "payment")
+CHANNEL_LABELS = {"sms": "SMS", "whatsapp": "WhatsApp", "voice": "Voice"}
 
 
 class Lot(NamedTuple):
@@ -318,18 +319,21 @@ class _Replay:
         )
 
     def channels_txn(self, day, channel_events: list[Event]) -> None:
-        income = defaultdict(int)
-        for event in channel_events:
-            income[accounts.CHANNEL_INCOME[event.channel]] -= event.amount
-        payment, taken = self.pay(day, sum(e.amount for e in channel_events))
-        self.emit(
-            day,
-            "channels",
-            "Channel usage",
-            [*income.items(), *payment],
-            events=len(channel_events),
-            lots=_lots_meta(taken),
-        )
+        """One transaction per channel and day, as the billing page lists them."""
+        for channel, label in CHANNEL_LABELS.items():
+            events = [e for e in channel_events if e.channel == channel]
+            if not events:
+                continue
+            total = sum(e.amount for e in events)
+            payment, taken = self.pay(day, total)
+            self.emit(
+                day,
+                f"channel.{channel}",
+                f"{label} usage",
+                [(accounts.CHANNEL_INCOME[channel], -total), *payment],
+                events=len(events),
+                lots=_lots_meta(taken),
+            )
 
 
 def desired_transactions(

@@ -124,8 +124,19 @@ def later(local: str, minutes: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M")
 
 
-def conversations(log, prefix, customer, name, count, first, last, zone="berlin",
-                  autopilot=0, repeats=(1, 1), start=1):
+def conversations(
+    log,
+    prefix,
+    customer,
+    name,
+    count,
+    first,
+    last,
+    zone="berlin",
+    autopilot=0,
+    repeats=(1, 1),
+    start=1,
+):
     """``count`` conversations with their first events spread over the range.
 
     The last ``autopilot`` of them (in random positions) get an Autopilot event after a
@@ -139,11 +150,25 @@ def conversations(log, prefix, customer, name, count, first, last, zone="berlin"
         conversation = f"{name}-{start + index:03d}"
         ids.append((conversation, local))
         for repeat in range(rng.randint(*repeats)):
-            log.event(prefix, customer, "ai_usage", later(local, 7 * repeat), zone,
-                      feature="suggested_reply", conversation=conversation)
+            log.event(
+                prefix,
+                customer,
+                "ai_usage",
+                later(local, 7 * repeat),
+                zone,
+                feature="suggested_reply",
+                conversation=conversation,
+            )
         if index in autopilot_indexes:
-            log.event(prefix, customer, "ai_usage", later(local, 23), zone,
-                      feature="autopilot", conversation=conversation)
+            log.event(
+                prefix,
+                customer,
+                "ai_usage",
+                later(local, 23),
+                zone,
+                feature="autopilot",
+                conversation=conversation,
+            )
     return ids
 
 
@@ -161,29 +186,56 @@ def acme(log: Log) -> None:
             continue
         number += 1
         conversation = f"acme-t{number:03d}"
-        log.event("acme", c, "ai_usage", local, feature="suggested_reply",
-                  conversation=conversation)
+        log.event(
+            "acme", c, "ai_usage", local, feature="suggested_reply", conversation=conversation
+        )
         if number % 6 == 0:  # trial includes Autopilot
-            log.event("acme", c, "ai_usage", later(local, 4), feature="autopilot",
-                      conversation=conversation)
+            log.event(
+                "acme",
+                c,
+                "ai_usage",
+                later(local, 4),
+                feature="autopilot",
+                conversation=conversation,
+            )
         elif number % 5 == 0:
-            log.event("acme", c, "ai_usage", later(local, 9), feature="suggested_reply",
-                      conversation=conversation)
+            log.event(
+                "acme",
+                c,
+                "ai_usage",
+                later(local, 9),
+                feature="suggested_reply",
+                conversation=conversation,
+            )
     # Units 101-105: rejected (trial_limit_reached).  A conversation that already holds a
     # unit still works.
     log.event("acme", c, "ai_usage", "2026-10-26T09:12", feature="playground")
-    log.event("acme", c, "ai_usage", "2026-10-26T09:40", feature="suggested_reply",
-              conversation="acme-t039")
-    log.event("acme", c, "ai_usage", "2026-10-26T10:05", feature="suggested_reply",
-              conversation="acme-t001")
+    log.event(
+        "acme",
+        c,
+        "ai_usage",
+        "2026-10-26T09:40",
+        feature="suggested_reply",
+        conversation="acme-t039",
+    )
+    log.event(
+        "acme",
+        c,
+        "ai_usage",
+        "2026-10-26T10:05",
+        feature="suggested_reply",
+        conversation="acme-t001",
+    )
     log.event("acme", c, "ai_usage", "2026-10-27T14:30", feature="playground")
-    log.event("acme", c, "ai_usage", "2026-10-28T11:02", feature="autopilot",
-              conversation="acme-t040")
+    log.event(
+        "acme", c, "ai_usage", "2026-10-28T11:02", feature="autopilot", conversation="acme-t040"
+    )
     log.event("acme", c, "ai_usage", "2026-10-28T11:20", feature="playground")
     # Subscribes to Boost monthly.
     log.event("acme", c, "subscription", "2026-11-02T10:00", plan="boost", interval="monthly")
-    conversations(log, "acme", c, "acme", 7, "2026-11-03", "2026-11-27", autopilot=2,
-                  repeats=(1, 2))
+    conversations(
+        log, "acme", c, "acme", 7, "2026-11-03", "2026-11-27", autopilot=2, repeats=(1, 2)
+    )
     conversations(log, "acme", c, "acme", 3, "2026-12-02", "2026-12-18", start=8)
     log.event("acme", c, "payment", "2026-12-04T08:00", amount="25.00")
 
@@ -191,23 +243,27 @@ def acme(log: Log) -> None:
 def brightdesk(log: Log) -> list[str]:
     """Essentials monthly, anchored 1 Oct: 25 conversations in October's period."""
     c = "brightdesk"
-    first = log.event("bd", c, "subscription", "2026-10-01T08:30", plan="essentials",
-                      interval="monthly")
+    first = log.event(
+        "bd", c, "subscription", "2026-10-01T08:30", plan="essentials", interval="monthly"
+    )
     ids = conversations(log, "bd", c, "bd", 24, "2026-10-01", "2026-10-30", repeats=(1, 4))
     # Started late on 31 Oct (Berlin), continued on 2 Nov: belongs to October's period.
-    log.event("bd", c, "ai_usage", "2026-10-31T23:10", feature="suggested_reply",
-              conversation="bd-025")
-    log.event("bd", c, "ai_usage", "2026-11-02T09:15", feature="suggested_reply",
-              conversation="bd-025")
+    log.event(
+        "bd", c, "ai_usage", "2026-10-31T23:10", feature="suggested_reply", conversation="bd-025"
+    )
+    log.event(
+        "bd", c, "ai_usage", "2026-11-02T09:15", feature="suggested_reply", conversation="bd-025"
+    )
     # Essentials has no Autopilot: rejected (feature_not_in_plan); the conversation stays a
     # suggested-reply conversation.
     conversation, local = ids[9]
-    log.event("bd", c, "ai_usage", later(local, 31), feature="autopilot",
-              conversation=conversation)
+    log.event("bd", c, "ai_usage", later(local, 31), feature="autopilot", conversation=conversation)
     # A line without an offset in "at": invalid_field (at).
-    log.raw('{"id":"ev-bd-x001","type":"ai_usage","customer":"brightdesk",'
-            '"at":"2026-10-14T10:00:00","feature":"suggested_reply","conversation":"bd-009"}',
-            datetime.datetime(2026, 10, 14, 8, 0, tzinfo=UTC))
+    log.raw(
+        '{"id":"ev-bd-x001","type":"ai_usage","customer":"brightdesk",'
+        '"at":"2026-10-14T10:00:00","feature":"suggested_reply","conversation":"bd-009"}',
+        datetime.datetime(2026, 10, 14, 8, 0, tzinfo=UTC),
+    )
     conversations(log, "bd", c, "bd", 8, "2026-11-02", "2026-11-27", repeats=(1, 3), start=26)
     log.event("bd", c, "payment", "2026-11-12T09:00", amount="25.00")
     conversations(log, "bd", c, "bd", 3, "2026-12-01", "2026-12-15", start=34)
@@ -217,77 +273,133 @@ def brightdesk(log: Log) -> list[str]:
 def delta(log: Log) -> None:
     """Pro annual with a 20.00 commitment; timestamps in UTC (Z)."""
     c = "delta-logistics"
-    log.event("dl", c, "subscription", "2026-10-10T07:00", "utc", plan="pro",
-              interval="annual", commitment="20.00")
-    conversations(log, "dl", c, "dl", 16, "2026-10-12", "2026-10-30", "utc", autopilot=10,
-                  repeats=(1, 2))
+    log.event(
+        "dl",
+        c,
+        "subscription",
+        "2026-10-10T07:00",
+        "utc",
+        plan="pro",
+        interval="annual",
+        commitment="20.00",
+    )
+    conversations(
+        log, "dl", c, "dl", 16, "2026-10-12", "2026-10-30", "utc", autopilot=10, repeats=(1, 2)
+    )
     # 23:30 UTC on 31 Oct is 00:30 on 1 Nov in Berlin: in October's export, posted in
     # November's run.
-    log.event("dl", c, "ai_usage", "2026-10-31T23:30", "utc", feature="autopilot",
-              conversation="dl-017")
+    log.event(
+        "dl", c, "ai_usage", "2026-10-31T23:30", "utc", feature="autopilot", conversation="dl-017"
+    )
     # A float amount: invalid_field (amount).  The id stays free; November's export sends the
     # corrected line with the same id.
-    log.raw('{"id":"ev-dl-pay-1","type":"payment","customer":"delta-logistics",'
-            '"at":"2026-10-20T09:00:00Z","amount":20.0}',
-            datetime.datetime(2026, 10, 20, 9, 0, tzinfo=UTC))
-    log.raw('{"id":"ev-dl-pay-1","type":"payment","customer":"delta-logistics",'
-            '"at":"2026-11-02T09:00:00Z","amount":"20.00","note":"re-sent: amount as string"}',
-            datetime.datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
-    conversations(log, "dl", c, "dl", 12, "2026-11-02", "2026-11-27", "utc", autopilot=7,
-                  start=18)
+    log.raw(
+        '{"id":"ev-dl-pay-1","type":"payment","customer":"delta-logistics",'
+        '"at":"2026-10-20T09:00:00Z","amount":20.0}',
+        datetime.datetime(2026, 10, 20, 9, 0, tzinfo=UTC),
+    )
+    log.raw(
+        '{"id":"ev-dl-pay-1","type":"payment","customer":"delta-logistics",'
+        '"at":"2026-11-02T09:00:00Z","amount":"20.00","note":"re-sent: amount as string"}',
+        datetime.datetime(2026, 11, 2, 9, 0, tzinfo=UTC),
+    )
+    conversations(log, "dl", c, "dl", 12, "2026-11-02", "2026-11-27", "utc", autopilot=7, start=18)
     log.event("dl", c, "payment", "2026-11-16T09:00", "utc", amount="20.00")
-    conversations(log, "dl", c, "dl", 5, "2026-12-01", "2026-12-18", "utc", autopilot=3,
-                  start=30)
+    conversations(log, "dl", c, "dl", 5, "2026-12-01", "2026-12-18", "utc", autopilot=3, start=30)
     # More than the commitment: the automatic top-up (default 25.00) covers the rest.
-    log.event("dl", c, "channel_usage", "2026-12-15T16:20", "utc", channel="voice",
-              amount="30.00")
+    log.event("dl", c, "channel_usage", "2026-12-15T16:20", "utc", channel="voice", amount="30.00")
     log.event("dl", c, "payment", "2026-12-14T09:00", "utc", amount="20.00")
 
 
 def echo(log: Log) -> None:
     """Enterprise monthly, 10 included at 0.20; a late Autopilot event on ec-003."""
     c = "echo-media"
-    log.event("ec", c, "subscription", "2026-10-15T11:00", plan="enterprise",
-              interval="monthly", included=10, unit_price="0.20")
+    log.event(
+        "ec",
+        c,
+        "subscription",
+        "2026-10-15T11:00",
+        plan="enterprise",
+        interval="monthly",
+        included=10,
+        unit_price="0.20",
+    )
     log.event("ec", c, "top_up", "2026-10-15T11:05", amount="20.00")
     conversations(log, "ec", c, "ec", 8, "2026-10-16", "2026-10-30", repeats=(1, 3))
     conversations(log, "ec", c, "ec", 4, "2026-11-02", "2026-11-13", repeats=(1, 2), start=9)
     conversations(log, "ec", c, "ec", 5, "2026-11-16", "2026-12-11", start=13)
     # Late: exported in December, happened on 3 Nov.  ec-003 was included; it becomes an
     # Autopilot conversation (charged) and its allowance unit goes to ec-011.
-    log.event("ec", c, "ai_usage", "2026-11-03T10:12", file=LATE, feature="autopilot",
-              conversation="ec-003")
+    log.event(
+        "ec",
+        c,
+        "ai_usage",
+        "2026-11-03T10:12",
+        file=LATE,
+        feature="autopilot",
+        conversation="ec-003",
+    )
 
 
 def fjord(log: Log) -> None:
     """Essentials monthly anchored on 31 Oct; a support desk in New York."""
     c = "fjord-travel"
-    log.event("fj", c, "subscription", "2026-10-31T10:15", plan="essentials",
-              interval="monthly")
+    log.event("fj", c, "subscription", "2026-10-31T10:15", plan="essentials", interval="monthly")
     ids = conversations(log, "fj", c, "fj", 21, "2026-11-02", "2026-11-27", repeats=(1, 2))
     # 18:40 in New York on 29 Nov is 00:40 on 30 Nov in Berlin: the first day of the second
     # period (30 Nov - 31 Dec), so it is included again.
-    log.event("fj", c, "ai_usage", "2026-11-29T18:40", "newyork", feature="suggested_reply",
-              conversation="fj-022")
-    log.event("fj", c, "ai_usage", "2026-11-30T09:30", feature="suggested_reply",
-              conversation="fj-023")
-    log.event("fj", c, "ai_usage", "2026-11-30T10:02", feature="suggested_reply",
-              conversation=ids[-1][0])  # a conversation of the first period: no new unit
-    log.event("fj", c, "ai_usage", "2026-12-10T11:00", "newyork", feature="suggested_reply",
-              conversation="fj-024")
-    log.event("fj", c, "ai_usage", "2026-12-30T16:45", feature="suggested_reply",
-              conversation="fj-025")
+    log.event(
+        "fj",
+        c,
+        "ai_usage",
+        "2026-11-29T18:40",
+        "newyork",
+        feature="suggested_reply",
+        conversation="fj-022",
+    )
+    log.event(
+        "fj", c, "ai_usage", "2026-11-30T09:30", feature="suggested_reply", conversation="fj-023"
+    )
+    log.event(
+        "fj", c, "ai_usage", "2026-11-30T10:02", feature="suggested_reply", conversation=ids[-1][0]
+    )  # a conversation of the first period: no new unit
+    log.event(
+        "fj",
+        c,
+        "ai_usage",
+        "2026-12-10T11:00",
+        "newyork",
+        feature="suggested_reply",
+        conversation="fj-024",
+    )
+    log.event(
+        "fj", c, "ai_usage", "2026-12-30T16:45", feature="suggested_reply", conversation="fj-025"
+    )
     # 31 Dec starts the third period.
-    log.event("fj", c, "ai_usage", "2026-12-31T08:05", "utc", feature="suggested_reply",
-              conversation="fj-026")
+    log.event(
+        "fj",
+        c,
+        "ai_usage",
+        "2026-12-31T08:05",
+        "utc",
+        feature="suggested_reply",
+        conversation="fj-026",
+    )
     log.event("fj", c, "payment", "2026-12-07T10:00", amount="25.00")
 
 
 def granite(log: Log) -> None:
     """Essentials annual, automatic top-up disabled."""
     c = "granite-law"
-    log.event("gl", c, "subscription", "2026-10-06T09:30", plan="essentials",
-              interval="annual", auto_top_up={"enabled": False})
+    log.event(
+        "gl",
+        c,
+        "subscription",
+        "2026-10-06T09:30",
+        plan="essentials",
+        interval="annual",
+        auto_top_up={"enabled": False},
+    )
     log.event("gl", c, "top_up", "2026-10-12T10:00", amount="10.00")
     log.event("gl", c, "channel_usage", "2026-10-16T14:10", channel="sms", amount="4.50")
     conversations(log, "gl", c, "gl", 5, "2026-10-07", "2026-10-30")
@@ -297,22 +409,29 @@ def granite(log: Log) -> None:
     log.event("gl", c, "payment", "2026-11-20T09:00", amount="12.50")
     log.event("gl", c, "channel_usage", "2026-12-03T15:30", channel="voice", amount="3.00")
     # Late: an SMS charge of 14 Nov that the SMS gateway delivered only in December.
-    log.event("gl", c, "channel_usage", "2026-11-14T16:45", file=LATE, channel="sms",
-              amount="1.20")
+    log.event("gl", c, "channel_usage", "2026-11-14T16:45", file=LATE, channel="sms", amount="1.20")
     log.event("gl", c, "payment", "2026-12-18T09:00", amount="4.20")
 
 
 def harbor(log: Log) -> None:
     """Boost annual, automatic top-up of 50.00 whenever the balance would fall under 10.00."""
     c = "harbor-retail"
-    log.event("hr", c, "subscription", "2026-10-08T08:00", plan="boost", interval="annual",
-              auto_top_up={"enabled": True, "amount": "50.00", "threshold": "10.00"})
-    log.event("hr", c, "ai_usage", "2026-10-08T08:40", feature="autopilot",
-              conversation="hr-000")
-    log.event("hr", c, "ai_usage", "2026-10-09T10:20", feature="suggested_reply",
-              conversation="hr-001")
-    conversations(log, "hr", c, "hr", 16, "2026-10-12", "2026-10-30", autopilot=5,
-                  repeats=(1, 2), start=2)
+    log.event(
+        "hr",
+        c,
+        "subscription",
+        "2026-10-08T08:00",
+        plan="boost",
+        interval="annual",
+        auto_top_up={"enabled": True, "amount": "50.00", "threshold": "10.00"},
+    )
+    log.event("hr", c, "ai_usage", "2026-10-08T08:40", feature="autopilot", conversation="hr-000")
+    log.event(
+        "hr", c, "ai_usage", "2026-10-09T10:20", feature="suggested_reply", conversation="hr-001"
+    )
+    conversations(
+        log, "hr", c, "hr", 16, "2026-10-12", "2026-10-30", autopilot=5, repeats=(1, 2), start=2
+    )
     # 45.00 of Voice with 48.50 left: under the 10.00 threshold, so one more top-up.
     log.event("hr", c, "channel_usage", "2026-11-05T13:00", channel="voice", amount="45.00")
     conversations(log, "hr", c, "hr", 6, "2026-11-02", "2026-11-27", autopilot=2, start=18)
@@ -320,22 +439,29 @@ def harbor(log: Log) -> None:
     log.event("hr", c, "payment", "2026-12-09T09:00", amount="50.00")
     conversations(log, "hr", c, "hr", 3, "2026-12-01", "2026-12-18", autopilot=1, start=24)
     # Late: an Autopilot event of 10 Nov on hr-001, included so far: now charged.
-    log.event("hr", c, "ai_usage", "2026-11-10T12:30", file=LATE, feature="autopilot",
-              conversation="hr-001")
+    log.event(
+        "hr",
+        c,
+        "ai_usage",
+        "2026-11-10T12:30",
+        file=LATE,
+        feature="autopilot",
+        conversation="hr-001",
+    )
 
 
 def iris(log: Log) -> None:
     """Pro monthly, cancelled on 20 Nov."""
     c = "iris-clinic"
     log.event("ic", c, "subscription", "2026-10-03T09:00", plan="pro", interval="monthly")
-    conversations(log, "ic", c, "ic", 13, "2026-10-05", "2026-10-30", autopilot=3,
-                  repeats=(1, 2))
+    conversations(log, "ic", c, "ic", 13, "2026-10-05", "2026-10-30", autopilot=3, repeats=(1, 2))
     log.event("ic", c, "channel_usage", "2026-10-22T17:00", channel="whatsapp", amount="6.00")
     conversations(log, "ic", c, "ic", 6, "2026-11-02", "2026-11-18", autopilot=1, start=14)
     log.event("ic", c, "cancellation", "2026-11-20T14:00")
     # After the cancellation: rejected (no_active_subscription).
-    log.event("ic", c, "ai_usage", "2026-11-25T10:30", feature="suggested_reply",
-              conversation="ic-020")
+    log.event(
+        "ic", c, "ai_usage", "2026-11-25T10:30", feature="suggested_reply", conversation="ic-020"
+    )
     # An unknown type: unknown_type.
     log.event("ic", c, "refund_request", "2026-11-26T09:00", amount="17.80")
     # Money still moves after the cancellation: accepted.
@@ -345,46 +471,73 @@ def iris(log: Log) -> None:
 def kestrel(log: Log) -> None:
     """Enterprise annual, 500 included at 0.18; timestamps from New York."""
     c = "kestrel-bank"
-    log.event("kb", c, "subscription", "2026-10-19T07:30", "newyork", plan="enterprise",
-              interval="annual", included=500, unit_price="0.18")
-    conversations(log, "kb", c, "kb", 11, "2026-10-19", "2026-10-30", "newyork", autopilot=3,
-                  repeats=(1, 3))
-    conversations(log, "kb", c, "kb", 8, "2026-11-02", "2026-11-25", "newyork", autopilot=2,
-                  start=12)
-    log.event("kb", c, "payment", "2026-11-18T10:00", "newyork", amount="25.00",
-              currency="USD")  # currency_mismatch
-    log.event("kb", c, "payment", "2026-11-19T10:00", "newyork", amount="25.00",
-              currency="EUR")
-    conversations(log, "kb", c, "kb", 4, "2026-12-01", "2026-12-17", "newyork", autopilot=1,
-                  start=20)
+    log.event(
+        "kb",
+        c,
+        "subscription",
+        "2026-10-19T07:30",
+        "newyork",
+        plan="enterprise",
+        interval="annual",
+        included=500,
+        unit_price="0.18",
+    )
+    conversations(
+        log, "kb", c, "kb", 11, "2026-10-19", "2026-10-30", "newyork", autopilot=3, repeats=(1, 3)
+    )
+    conversations(
+        log, "kb", c, "kb", 8, "2026-11-02", "2026-11-25", "newyork", autopilot=2, start=12
+    )
+    log.event(
+        "kb", c, "payment", "2026-11-18T10:00", "newyork", amount="25.00", currency="USD"
+    )  # currency_mismatch
+    log.event("kb", c, "payment", "2026-11-19T10:00", "newyork", amount="25.00", currency="EUR")
+    conversations(
+        log, "kb", c, "kb", 4, "2026-12-01", "2026-12-17", "newyork", autopilot=1, start=20
+    )
 
 
 def lumen(log: Log) -> None:
     """Boost monthly; the subscription of 18 Nov arrives only in December's export."""
     c = "lumen-studio"
     conversations(log, "lu", c, "lu", 5, "2026-11-20", "2026-11-27", autopilot=1)
-    log.event("lu", c, "subscription", "2026-11-18T09:00", file=LATE, plan="boost",
-              interval="monthly")
+    log.event(
+        "lu", c, "subscription", "2026-11-18T09:00", file=LATE, plan="boost", interval="monthly"
+    )
     conversations(log, "lu", c, "lu", 3, "2026-12-01", "2026-12-18", start=6)
 
 
 def bad_lines(log: Log, first_brightdesk: dict) -> None:
     """Lines the engine must quarantine (or count as duplicates) without failing the run."""
     # Truncated by the exporter: malformed_json.
-    log.raw('{"id":"ev-kb-x001","type":"ai_usage","customer":"kestrel-bank",'
-            '"at":"2026-10-21T10:00:00-04:00","feature":"sugg',
-            datetime.datetime(2026, 10, 21, 14, 0, tzinfo=UTC))
+    log.raw(
+        '{"id":"ev-kb-x001","type":"ai_usage","customer":"kestrel-bank",'
+        '"at":"2026-10-21T10:00:00-04:00","feature":"sugg',
+        datetime.datetime(2026, 10, 21, 14, 0, tzinfo=UTC),
+    )
     # No subscription for this customer, ever: unknown_customer.
-    log.event("gc", "ghost-co", "ai_usage", "2026-10-22T13:00", feature="suggested_reply",
-              conversation="gc-001")
+    log.event(
+        "gc",
+        "ghost-co",
+        "ai_usage",
+        "2026-10-22T13:00",
+        feature="suggested_reply",
+        conversation="gc-001",
+    )
     # November's export repeats October's subscription line of brightdesk byte for byte
     # (duplicate) and re-uses the id of October's line ev-acme-0002 for other content
     # (id_conflict).
-    log.raw(json.dumps(first_brightdesk, separators=(",", ":")),
-            datetime.datetime(2026, 11, 1, 0, 0, tzinfo=UTC), NOV)
-    log.raw('{"id":"ev-acme-0002","type":"ai_usage","customer":"acme-gmbh",'
-            '"at":"2026-11-03T09:00:00+01:00","feature":"playground"}',
-            datetime.datetime(2026, 11, 3, 8, 0, tzinfo=UTC), NOV)
+    log.raw(
+        json.dumps(first_brightdesk, separators=(",", ":")),
+        datetime.datetime(2026, 11, 1, 0, 0, tzinfo=UTC),
+        NOV,
+    )
+    log.raw(
+        '{"id":"ev-acme-0002","type":"ai_usage","customer":"acme-gmbh",'
+        '"at":"2026-11-03T09:00:00+01:00","feature":"playground"}',
+        datetime.datetime(2026, 11, 3, 8, 0, tzinfo=UTC),
+        NOV,
+    )
 
 
 def overlap(log: Log, count: int) -> None:

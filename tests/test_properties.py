@@ -4,6 +4,7 @@ wallets never negative, GL = sum of subledgers."""
 from __future__ import annotations
 
 import datetime
+import sqlite3
 from collections import defaultdict
 from decimal import Decimal
 
@@ -16,7 +17,8 @@ from ledger_engine import accounts
 CUSTOMERS = ("alpha", "beta")
 START = datetime.datetime(2026, 11, 1, 8, tzinfo=datetime.UTC)
 PROPERTY_SETTINGS = settings(
-    max_examples=40, deadline=None,
+    max_examples=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -28,8 +30,13 @@ def at(minutes: int) -> str:
 @st.composite
 def subscriptions(draw, customer):
     plan = draw(st.sampled_from(["essentials", "boost", "pro", "enterprise", "trial"]))
-    event = {"id": f"s-{customer}", "type": "subscription", "customer": customer, "at": at(0),
-             "plan": plan}
+    event = {
+        "id": f"s-{customer}",
+        "type": "subscription",
+        "customer": customer,
+        "at": at(0),
+        "plan": plan,
+    }
     if plan != "trial":
         event["interval"] = draw(st.sampled_from(["monthly", "annual"]))
     if plan == "enterprise":
@@ -96,6 +103,37 @@ def wallets_never_negative(books_dir):
             assert running <= 0, f"{root}: wallet overdrawn by {running} on {day}"
 
 
+def lots_match_wallets(books_dir):
+    """Lots sum to each wallet's balance; breakage only after a lot's last valid day;
+    wallet movements = credits - charges - breakage."""
+    con = sqlite3.connect(books_dir / "state.sqlite")
+    for customer, segment in con.execute("SELECT customer, segment FROM customers"):
+        wallet = balances(books_dir / "customers" / segment / "customer.beancount").get(
+            accounts.wallet_account(segment), Decimal(0)
+        )
+        (remainders,) = con.execute(
+            "SELECT coalesce(sum(remainder), 0) FROM lots WHERE customer = ?", [customer]
+        ).fetchone()
+        assert -wallet == Decimal(remainders) / 100
+        last_valid = dict(
+            con.execute("SELECT lot_id, last_valid FROM lots WHERE customer = ?", [customer])
+        )
+        entries, _ = load_clean(books_dir / "customers" / segment / "customer.beancount")
+        for entry in entries:
+            if getattr(entry, "narration", None) == "Expiry":
+                for item in entry.meta["lots"].split():
+                    lot_id = item.rsplit(":", 1)[0]
+                    assert last_valid[lot_id] < entry.date.isoformat(), (lot_id, entry.date)
+        credits, charges, breakage = con.execute(
+            "SELECT coalesce(sum(CASE WHEN amount < 0 AND key != 'breakage' THEN -amount END), 0),"
+            " coalesce(sum(CASE WHEN amount > 0 AND key != 'breakage' THEN amount END), 0),"
+            " coalesce(sum(CASE WHEN key = 'breakage' THEN amount END), 0) FROM postings "
+            "WHERE customer = ? AND account = ?",
+            [customer, accounts.wallet_account(segment)],
+        ).fetchone()
+        assert Decimal(credits - charges - breakage) / 100 == -wallet
+
+
 @PROPERTY_SETTINGS
 @given(events=histories(), cut=st.integers(0, 100), data=st.data())
 def test_posting_properties(tmp_path_factory, events, cut, data):
@@ -105,6 +143,7 @@ def test_posting_properties(tmp_path_factory, events, cut, data):
     # Every transaction balances exactly and every journal loads without errors.
     gl_equals_subledgers(one.books)
     wallets_never_negative(one.books)
+    lots_match_wallets(one.books)
     # Re-running the same events posts nothing and changes no byte.
     before = journal_bytes(one.books)
     again = one(events, "2026-12-15")

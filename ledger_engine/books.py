@@ -68,6 +68,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_prefix(path: Path, length: int) -> str:
+    """SHA-256 of the first ``length`` bytes of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        remaining = length
+        while remaining > 0:
+            block = stream.read(min(remaining, 1 << 20))
+            if not block:
+                break
+            digest.update(block)
+            remaining -= len(block)
+    return digest.hexdigest()
+
+
 # Fault injection for the reliability tests: a callable run at every write point, or None.
 WRITE_POINT_HOOK = None
 
@@ -142,7 +156,7 @@ class Appender:
         return hashes
 
 
-def _journal_files_on_disk(books: Path) -> Iterator[str]:
+def journal_files_on_disk(books: Path) -> Iterator[str]:
     for top in ("gl", "customers"):
         for path in (books / top).rglob("*.beancount") if (books / top).exists() else ():
             yield path.relative_to(books).as_posix()
@@ -166,7 +180,7 @@ def recover(books: Path, db: sqlite_utils.Database) -> list[str]:
             raise BooksError(
                 f"journal file {relative} is shorter than recorded ({size} < {length} bytes)"
             )
-    for relative in _journal_files_on_disk(books):
+    for relative in journal_files_on_disk(books):
         if relative not in recorded:
             (books / relative).unlink()
             repaired.append(f"removed {relative} (left by an interrupted run)")

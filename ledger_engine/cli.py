@@ -187,3 +187,69 @@ def transactions(books_dir: Path, customer: str, month: str | None, as_json: boo
         click.echo(
             f"{line['date']:<10}  {line['type']:<28}  {line['amount']:>10}  {line['balance']:>10}"
         )
+
+
+@main.command()
+@books_argument
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def reconcile(books_dir: Path, as_json: bool):
+    """Check the books; exit 1 listing every difference found."""
+    from ledger_engine.reconcile import reconcile as run_reconcile
+
+    try:
+        with books.locked(books_dir, 0) if books_dir.is_dir() else _missing(books_dir):
+            report = run_reconcile(books_dir)
+    except (BooksError, ValueError, OSError) as error:
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=1))
+    else:
+        checked = ", ".join(
+            f"{count} {name.replace('_', ' ')}" for name, count in report.checked.items()
+        )
+        click.echo(f"Checked {checked}.")
+        for difference in report.differences:
+            where = " ".join(
+                part for part in (difference.file, difference.account, difference.day) if part
+            )
+            numbers = (
+                f" (expected {difference.expected}, found {difference.found})"
+                if difference.expected is not None
+                else ""
+            )
+            click.echo(f"DIFFERENCE [{difference.check}] {where}: {difference.message}{numbers}")
+        click.echo(
+            "Books reconcile." if report.ok else f"{len(report.differences)} differences found."
+        )
+    if not report.ok:
+        sys.exit(EXIT_DIFFERENCES)
+
+
+def _missing(books_dir: Path):
+    raise BooksError(f"{books_dir} holds no books")
+
+
+@main.command()
+@books_argument
+@click.argument("month", callback=_month, metavar="YYYY-MM")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seconds to wait for another run's lock.",
+)
+def close(books_dir: Path, month: str, wait_seconds: float):
+    """Close calendar MONTH: seal its files and assert every balance after it."""
+    from ledger_engine.close import close_month
+
+    try:
+        result = close_month(books_dir, month, wait_seconds)
+    except (BooksError, ValueError, OSError) as error:
+        _fail(error)
+    click.echo(
+        f"Closed {result.month}: {result.files_sealed} files sealed "
+        f"(seal {result.seal_sha256[:16]}), {result.balance_assertions} balance "
+        "assertions written."
+    )

@@ -115,6 +115,8 @@ def subledger_text(txn: NewTxn, gl_link: str | None, currency: str) -> str:
         meta.append(("corrects", txn.corrects))
     if txn.late:
         meta.extend([("late", True), ("original-day", txn.orig_day)])
+    elif txn.late_event:
+        meta.append(("late-event", True))
     meta.extend(txn.meta)
     links = [txn.link] + ([gl_link] if gl_link else [])
     narration = txn.narration if txn.corrects is None else f"Correction: {txn.narration}"

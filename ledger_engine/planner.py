@@ -30,6 +30,7 @@ class NewTxn(NamedTuple):
     effective_day: datetime.date
     late: bool
     corrects: str | None
+    late_event: bool  # a new entry for a day that an earlier run had already posted
     narration: str
     postings: tuple[tuple[str, int], ...]
     meta: tuple[tuple[str, object], ...]
@@ -50,6 +51,7 @@ def plan_customer(
     posted: dict[tuple[datetime.date, str], PostedKey],
     through: datetime.date,
     first_open_day: datetime.date | None,
+    posted_before: datetime.date | None = None,
 ) -> list[NewTxn]:
     """The new transactions that bring the posted entries of a customer to the desired ones.
 
@@ -60,6 +62,7 @@ def plan_customer(
         posted: what they hold, per ``(original day, key)``.
         through: the last day to post.
         first_open_day: the first day of the first open month (None: no month is closed).
+        posted_before: the last day posted by earlier runs (None: nothing posted yet).
 
     Returns:
         New transactions in posting order (by effective day, then original day, then key).
@@ -95,6 +98,7 @@ def plan_customer(
                 effective_day=effective,
                 late=late,
                 corrects=have.last_txn_id if have else None,
+                late_event=have is None and posted_before is not None and day <= posted_before,
                 narration=narration,
                 postings=postings,
                 meta=meta,

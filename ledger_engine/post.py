@@ -94,8 +94,19 @@ def save_rating(
     run_id: int,
 ) -> None:
     """Replaces the customer's derived state (verdicts, conversations, lots) in the store."""
-    for table in ("verdicts", "conversations", "lots"):
+    for table in ("verdicts", "conversations", "lots", "periods"):
         db.execute(f"DELETE FROM {table} WHERE customer = ?", [customer])
+    db["periods"].insert_all(
+        {
+            "customer": customer,
+            "period_start": period.start.isoformat(),
+            "period_end": period.end.isoformat() if period.end else None,
+            "plan": period.plan,
+            "interval": period.interval,
+            "included": period.included,
+        }
+        for period in rating.periods
+    )
     db["verdicts"].insert_all(
         {"event_id": event_id, "customer": customer, "reason": reason, "run_id": run_id}
         for event_id, reason in rating.verdicts.items()
@@ -141,6 +152,11 @@ class JournalWriter:
 
     def add(self, plan: list[NewTxn]) -> None:
         self.planned.extend(plan)
+
+    def append_to_month(self, root: str, month_path: str, text: str) -> None:
+        """Appends ``text`` to a month file, including it from ``root`` when it is new."""
+        self._include(root, month_path)
+        self.appender.append(month_path, text)
 
     def _include(self, root: str, month_path: str) -> None:
         if not self.appender.exists(month_path):
@@ -195,6 +211,11 @@ class JournalWriter:
             ("subledger-transactions", len(txns)),
             ("customers", len({t.customer for t in txns})),
         ]
+        late = [t for t in txns if t.late]
+        if late:
+            # Corrections of closed months, dated here; their own days are in the subledger.
+            meta.append(("late-transactions", len(late)))
+            meta.append(("original-days", " ".join(sorted({str(t.orig_day) for t in late}))))
         self.appender.append(
             path,
             journal.transaction_text(
@@ -277,7 +298,13 @@ def _rate_and_plan(db, customer: str, rules: Rules, through, first_open, run_id:
     save_rating(db, customer, rating, wallet, next_due_day(rating, wallet, events, through), run_id)
     segment = accounts.customer_segment(customer)
     plan = plan_customer(
-        customer, segment, wallet.transactions, posted_keys(db, customer), through, first_open
+        customer,
+        segment,
+        wallet.transactions,
+        posted_keys(db, customer),
+        through,
+        first_open,
+        store.posted_through(db),
     )
     return plan, bool(rating.terms)
 

@@ -60,10 +60,21 @@ class Conversation(NamedTuple):
     events: int
 
 
+class Period(NamedTuple):
+    """A billing period that has conversations, with its included allowance."""
+
+    start: datetime.date
+    end: datetime.date | None
+    plan: str
+    interval: str
+    included: int
+
+
 class Rating(NamedTuple):
     verdicts: dict[str, str]  # event id -> rating reason code
     terms: tuple[Terms, ...]
     conversations: tuple[Conversation, ...]
+    periods: tuple[Period, ...]
     wallet_events: tuple[Event, ...]  # accepted top_up, channel_usage and payment events
     accepted_usage: int  # accepted ai_usage events
 
@@ -180,7 +191,7 @@ def _allowance(terms: Terms, period_start: datetime.date, rules: Rules) -> int:
     return rules.version_on(period_start).plans[terms.plan].included(terms.interval)
 
 
-def _conversations(usage: list[tuple[Event, Terms]], rules: Rules) -> tuple[Conversation, ...]:
+def _conversations(usage: list[tuple[Event, Terms]], rules: Rules) -> tuple[tuple, tuple]:
     first: dict[str, tuple[Event, Terms]] = {}
     counts: dict[str, int] = {}
     autopilot: set[str] = set()
@@ -192,6 +203,7 @@ def _conversations(usage: list[tuple[Event, Terms]], rules: Rules) -> tuple[Conv
         if event.feature == "autopilot":
             autopilot.add(event.conversation)
     used: dict[tuple, int] = {}
+    periods: dict[tuple, Period] = {}
     rated = []
     for conversation, (event, terms) in first.items():  # in order of first event
         if terms.plan == "trial":
@@ -199,13 +211,16 @@ def _conversations(usage: list[tuple[Event, Terms]], rules: Rules) -> tuple[Conv
         else:
             start, end = dates.period_bounds(terms.anchor, terms.interval, event.day)
         kind = "autopilot" if conversation in autopilot else "suggested_reply"
+        key = (terms.anchor, start)
+        if terms.plan != "trial" and key not in periods:
+            allowance = _allowance(terms, start, rules)
+            periods[key] = Period(start, end, terms.plan, terms.interval, allowance)
         if terms.plan == "trial":
             status = "trial"
         elif kind == "autopilot":
             status = "charged"
         else:
-            key = (terms.anchor, start)
-            status = "included" if used.get(key, 0) < _allowance(terms, start, rules) else "charged"
+            status = "included" if used.get(key, 0) < periods[key].included else "charged"
             if status == "included":
                 used[key] = used.get(key, 0) + 1
         price, version = _price(terms, event.day, rules)
@@ -224,7 +239,7 @@ def _conversations(usage: list[tuple[Event, Terms]], rules: Rules) -> tuple[Conv
                 events=counts[conversation],
             )
         )
-    return tuple(rated)
+    return tuple(rated), tuple(periods.values())
 
 
 def rate_customer(events: Iterable[Event], rules: Rules) -> Rating:
@@ -240,10 +255,12 @@ def rate_customer(events: Iterable[Event], rules: Rules) -> Rating:
     ordered = sorted(events, key=event_order)
     verdicts, timeline, usage, wallet_events = _walk(ordered, rules)
     usage = _apply_trial_cap(usage, rules.trial_unit_cap, verdicts)
+    conversations, periods = _conversations(usage, rules)
     return Rating(
         verdicts=verdicts,
         terms=tuple(timeline),
-        conversations=_conversations(usage, rules),
+        conversations=conversations,
+        periods=periods,
         wallet_events=tuple(wallet_events),
         accepted_usage=len(usage),
     )

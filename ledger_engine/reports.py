@@ -95,8 +95,11 @@ def wallet_history(books_dir, customer: str, month: str | None = None) -> list[d
         rows = db.execute(
             "SELECT t.effective_day, t.key, t.corrects, t.txn_id, p.amount "
             "FROM postings p JOIN transactions t ON t.txn_id = p.txn_id "
-            "WHERE p.customer = ? AND p.account = ? ORDER BY t.effective_day, t.run_id, "
-            "t.position",
+            # Within a day, money added comes before money spent: the day's charges were
+            # covered by that day's credits (corrections included), so no line shows a
+            # balance below zero that the wallet never had at the end of a posting day.
+            "WHERE p.customer = ? AND p.account = ? "
+            "ORDER BY t.effective_day, p.amount > 0, t.run_id, t.position",
             [customer, wallet],
         ).fetchall()
     finally:

@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS conversations (
     rules_version TEXT NOT NULL, events INTEGER NOT NULL,
     PRIMARY KEY (customer, conversation)
 );
+CREATE TABLE IF NOT EXISTS periods (
+    customer TEXT NOT NULL, period_start TEXT NOT NULL, period_end TEXT, plan TEXT NOT NULL,
+    interval TEXT NOT NULL, included INTEGER NOT NULL, PRIMARY KEY (customer, period_start)
+);
 CREATE TABLE IF NOT EXISTS lots (
     customer TEXT NOT NULL, lot_id TEXT NOT NULL, kind TEXT NOT NULL, day TEXT NOT NULL,
     last_valid TEXT NOT NULL, amount INTEGER NOT NULL, remainder INTEGER NOT NULL,
@@ -81,6 +85,106 @@ CREATE TABLE IF NOT EXISTS closed_months (
 """
 
 
+# Reconciliation views (SPEC §6): plain SQL, readable with sqlite3 by anyone.
+# Amounts in the views are in currency units (REAL division of integer cents is exact for
+# display at 2 places); the `_cents` columns keep the exact integers.
+VIEWS = {
+    "v_usage_daily": """
+        SELECT customer, day, count(*) AS conversations,
+               sum(status = 'included') AS included, sum(status = 'charged') AS charged,
+               sum(status = 'trial') AS trial, sum(kind = 'autopilot') AS autopilot,
+               sum(price) AS gross_cents,
+               sum(CASE WHEN status = 'charged' THEN price ELSE 0 END) AS charged_cents
+        FROM conversations GROUP BY customer, day""",
+    "v_postings_daily": """
+        SELECT ledger, customer, effective_day AS day, account, sum(amount) AS amount_cents,
+               count(*) AS postings
+        FROM postings GROUP BY ledger, customer, effective_day, account""",
+    "v_usage_vs_postings": """
+        WITH rated AS (
+            SELECT customer, day,
+                   -sum(CASE WHEN kind = 'suggested_reply' THEN price ELSE 0 END) AS sr,
+                   -sum(CASE WHEN kind = 'autopilot' THEN price ELSE 0 END) AS ap,
+                   sum(CASE WHEN status = 'included' THEN price ELSE 0 END) AS included,
+                   sum(CASE WHEN status = 'trial' THEN price ELSE 0 END) AS trial
+            FROM conversations
+            WHERE day <= (SELECT value FROM meta WHERE key = 'posted_through')
+            GROUP BY customer, day),
+        posted AS (
+            SELECT customer, orig_day AS day,
+                sum(CASE WHEN account = 'Income:AI:Revenue:SuggestedReplies' THEN amount
+                    ELSE 0 END) AS sr,
+                sum(CASE WHEN account = 'Income:AI:Revenue:Autopilot' THEN amount
+                    ELSE 0 END) AS ap,
+                sum(CASE WHEN account = 'Income:AI:Allowance:Included' THEN amount
+                    ELSE 0 END) AS included,
+                sum(CASE WHEN account = 'Income:AI:Allowance:Trial' THEN amount
+                    ELSE 0 END) AS trial
+            FROM postings WHERE ledger = 'sub' AND key LIKE 'usage.%'
+            GROUP BY customer, orig_day),
+        joined AS (
+            SELECT r.customer, r.day, r.sr AS rated_sr, p.sr AS posted_sr, r.ap AS rated_ap,
+                   p.ap AS posted_ap, r.included AS rated_included,
+                   p.included AS posted_included, r.trial AS rated_trial, p.trial AS posted_trial
+            FROM rated r LEFT JOIN posted p USING (customer, day)
+            UNION ALL
+            SELECT p.customer, p.day, NULL, p.sr, NULL, p.ap, NULL, p.included, NULL, p.trial
+            FROM posted p LEFT JOIN rated r USING (customer, day) WHERE r.customer IS NULL)
+        SELECT * FROM joined
+        WHERE coalesce(rated_sr, 0) != coalesce(posted_sr, 0)
+           OR coalesce(rated_ap, 0) != coalesce(posted_ap, 0)
+           OR coalesce(rated_included, 0) != coalesce(posted_included, 0)
+           OR coalesce(rated_trial, 0) != coalesce(posted_trial, 0)""",
+    "v_wallet_balances": """
+        SELECT c.customer,
+               coalesce((SELECT -sum(amount) FROM postings p WHERE p.customer = c.customer
+                         AND p.account = 'Liabilities:Customers:' || c.segment || ':Wallet'),
+                        0) AS wallet_cents,
+               coalesce((SELECT sum(remainder) FROM lots l WHERE l.customer = c.customer), 0)
+                   AS lots_cents,
+               coalesce((SELECT sum(amount) FROM postings p WHERE p.customer = c.customer
+                         AND p.account = 'Assets:Receivables:Customers:' || c.segment), 0)
+                   AS receivable_cents
+        FROM customers c""",
+    "v_lots": """
+        SELECT customer, lot_id, kind, day, last_valid, amount AS amount_cents,
+               remainder AS remainder_cents FROM lots""",
+    "v_allowance_usage": """
+        SELECT p.customer, p.period_start, p.period_end, p.plan, p.interval,
+               p.included, count(c.conversation) AS used,
+               max(p.included - count(c.conversation), 0) AS remaining
+        FROM periods p LEFT JOIN conversations c ON c.customer = p.customer
+             AND c.period_start = p.period_start AND c.status = 'included'
+        GROUP BY p.customer, p.period_start""",
+    "v_rejections_by_reason": """
+        SELECT reason, count(*) AS events FROM (
+            SELECT reason FROM quarantine UNION ALL SELECT reason FROM verdicts)
+        GROUP BY reason""",
+    "v_gl_vs_subledgers": """
+        WITH sub AS (
+            SELECT effective_day AS day,
+                   CASE WHEN account LIKE 'Liabilities:Customers:%' THEN
+                            'Liabilities:Customers:Wallets'
+                        WHEN account LIKE 'Assets:Receivables:Customers:%' THEN
+                            'Assets:Receivables:Customers'
+                        ELSE account END AS account,
+                   sum(amount) AS amount
+            FROM postings WHERE ledger = 'sub' GROUP BY 1, 2),
+        gl AS (
+            SELECT effective_day AS day, account, sum(amount) AS amount
+            FROM postings WHERE ledger = 'gl' GROUP BY 1, 2),
+        keys AS (SELECT day, account FROM sub UNION SELECT day, account FROM gl)
+        SELECT k.day, k.account, gl.amount AS gl_cents, sub.amount AS subledgers_cents
+        FROM keys k LEFT JOIN gl USING (day, account) LEFT JOIN sub USING (day, account)
+        WHERE coalesce(gl.amount, 0) != coalesce(sub.amount, 0)""",
+}
+
+
+def create_views(db: sqlite_utils.Database) -> None:
+    for name, sql in VIEWS.items():
+        db.create_view(name, sql.strip(), replace=True)
+
+
 def open_store(books: Path) -> sqlite_utils.Database:
     """Opens the store of the books at ``books`` (which must exist)."""
     path = Path(books) / STORE_NAME
@@ -99,6 +203,7 @@ def create_store(books: Path, meta: dict[str, str]) -> sqlite_utils.Database:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
+        create_views(db)
         for key, value in {"schema_version": SCHEMA_VERSION, **meta}.items():
             db["meta"].insert({"key": key, "value": value}, replace=True)
     return db

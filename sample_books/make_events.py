@@ -11,7 +11,7 @@ late on 31 Oct UTC is in October's export but books on 1 Nov.  ``2026-12-late.js
 December's export plus events that arrived late for days already posted, and repeats the
 tail of November's export (an overlapping export window).
 
-Customers and what each one demonstrates (see also ``sample_books/README.md``):
+Customers and what each one demonstrates (see also ``README.md`` beside this script):
 
 - ``acme-gmbh``       trial, reaches the 100-unit cap (playground + conversations), 5 more
                       units are rejected, then subscribes to Boost monthly on 2 Nov.
@@ -432,7 +432,8 @@ def harbor(log: Log) -> None:
     conversations(
         log, "hr", c, "hr", 16, "2026-10-12", "2026-10-30", autopilot=5, repeats=(1, 2), start=2
     )
-    # 45.00 of Voice with 48.50 left: under the 10.00 threshold, so one more top-up.
+    # 45.00 of Voice with about 48.00 left: under 45.00 + the 10.00 threshold, so one more
+    # automatic top-up of 50.00.
     log.event("hr", c, "channel_usage", "2026-11-05T13:00", channel="voice", amount="45.00")
     conversations(log, "hr", c, "hr", 6, "2026-11-02", "2026-11-27", autopilot=2, start=18)
     log.event("hr", c, "payment", "2026-11-25T09:00", amount="50.00")

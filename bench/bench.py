@@ -96,21 +96,36 @@ class Measure(NamedTuple):
     stderr: str
 
 
+# The child is started by a small, freshly exec'd Python: on Linux a process's ru_maxrss keeps
+# the high-water mark of the process it was forked from, so a child forked directly from this
+# (large) process would report at least this process's RSS.
+RUSAGE_WRAPPER = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as stream:
+    stream.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def run_child(command: list[str], env: dict | None = None, scratch: Path | None = None) -> Measure:
-    """Runs ``command``; wall time and the peak RSS of that child (and its waited children)."""
+    """Runs ``command``: its wall time and the peak RSS of that child (and its waited children)."""
     scratch = scratch or Path("/tmp")
-    out_path, err_path = scratch / ".bench.stdout", scratch / ".bench.stderr"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        start = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    stdout = out_path.read_text(errors="replace")
-    stderr = err_path.read_text(errors="replace")
-    out_path.unlink()
-    err_path.unlink()
-    return Measure(seconds, usage.ru_maxrss * 1024, child.returncode, stdout, stderr)
+    paths = [scratch / f".bench.{name}" for name in ("stdout", "stderr", "rusage")]
+    with paths[0].open("wb") as out, paths[1].open("wb") as err:
+        wrapper = [sys.executable, "-c", RUSAGE_WRAPPER, str(paths[2]), *command]
+        status = subprocess.run(wrapper, stdout=out, stderr=err, env=env, check=False)
+    stdout, stderr = (path.read_text(errors="replace") for path in paths[:2])
+    if status.returncode != 0 or not paths[2].exists():
+        seconds, max_rss, returncode = 0.0, 0, status.returncode or 1
+    else:
+        seconds_text, rss_text, code_text = paths[2].read_text().split()
+        seconds, max_rss, returncode = float(seconds_text), int(rss_text), int(code_text)
+    for path in paths:
+        path.unlink(missing_ok=True)
+    return Measure(seconds, max_rss * 1024, returncode, stdout, stderr)
 
 
 class Failures:

@@ -26,6 +26,8 @@ EVENT_ID_CHARS_MAX = 128
 CONVERSATION_CHARS_MAX = 256
 MONEY_CENTS_MAX = 100_000_000_000  # 1,000,000,000.00 in any one money field
 INCLUDED_MAX = 100_000_000
+AT_YEAR_MIN = 1970
+AT_YEAR_MAX = 9998
 
 EVENT_TYPES = (
     "subscription",
@@ -225,6 +227,9 @@ def _check_common(
     moment = dates.parse_timestamp(at_text) if isinstance(at_text, str) else None
     if moment is None:
         raise InvalidField("at", "at: must be an RFC 3339 timestamp with offset")
+    if not AT_YEAR_MIN <= moment.year <= AT_YEAR_MAX:
+        # Accounts are opened on 1970-01-01; the upper bound keeps day arithmetic in range.
+        raise InvalidField("at", f"at: the year must be between {AT_YEAR_MIN} and {AT_YEAR_MAX}")
     if "currency" in document:
         if not isinstance(document["currency"], str):
             raise InvalidField("currency", "currency: must be a string")

@@ -7,21 +7,21 @@ from ledger_engine.journal import OPEN_DATE, quote
 # name -> bean-query statement; written into ledger.beancount, run with `.run NAME`.
 QUERIES = {
     "revenue_by_month": (
-        "SELECT year, month, root(account, 4) AS account, neg(sum(position)) AS amount "
+        "SELECT year, month, root(account, 4) AS account, neg(sum(position)) AS gross "
         "WHERE account ~ '^Income:AI:Revenue' GROUP BY year, month, account "
         "ORDER BY year, month, account"
     ),
     "allowances_by_month": (
-        "SELECT year, month, account, sum(position) AS value_given "
+        "SELECT year, month, account, sum(position) AS given "
         "WHERE account ~ '^Income:AI:Allowance' GROUP BY year, month, account "
         "ORDER BY year, month, account"
     ),
     "net_ai_revenue_by_month": (
-        "SELECT year, month, neg(sum(position)) AS net_ai_revenue "
+        "SELECT year, month, neg(sum(position)) AS net "
         "WHERE account ~ '^Income:AI:' GROUP BY year, month ORDER BY year, month"
     ),
     "wallet_liability": (
-        "SELECT year, month, last(balance) AS wallets WHERE account = "
+        "SELECT year, month, neg(last(balance)) AS owed WHERE account = "
         "'Liabilities:Customers:Wallets' GROUP BY year, month ORDER BY year, month"
     ),
     "breakage_by_month": (
@@ -34,7 +34,17 @@ QUERIES = {
         "ORDER BY year, month, account"
     ),
     "receivables_open": (
-        "SELECT sum(position) AS open_receivables WHERE account = 'Assets:Receivables:Customers'"
+        "SELECT sum(position) AS open WHERE account = 'Assets:Receivables:Customers'"
+    ),
+    # The GL holds daily summaries only; per-customer figures are in the subledgers and
+    # the store, so these two say where to look instead of answering wrongly.
+    "top_customers_by_ai_spend": (
+        "SELECT 'Per customer: sqlite3 DIR/state.sqlite \"SELECT * FROM "
+        "v_ai_spend_by_customer LIMIT 20\"' AS where_to_look LIMIT 1"
+    ),
+    "rejected_events": (
+        "SELECT 'Rejected events are not in the books: ledger-engine rejections DIR' "
+        "AS where_to_look LIMIT 1"
     ),
 }
 

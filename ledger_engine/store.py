@@ -156,6 +156,13 @@ VIEWS = {
         FROM periods p LEFT JOIN conversations c ON c.customer = p.customer
              AND c.period_start = p.period_start AND c.status = 'included'
         GROUP BY p.customer, p.period_start""",
+    "v_ai_spend_by_customer": """
+        SELECT customer, -sum(CASE WHEN account LIKE 'Income:AI:Revenue:%' THEN amount
+                                   ELSE 0 END) AS gross_cents,
+               -sum(CASE WHEN account LIKE 'Income:AI:Revenue:%'
+                           OR account LIKE 'Income:AI:Allowance:%' THEN amount ELSE 0 END)
+                   AS net_cents
+        FROM postings WHERE ledger = 'sub' GROUP BY customer ORDER BY net_cents DESC""",
     "v_rejections_by_reason": """
         SELECT reason, count(*) AS events FROM (
             SELECT reason FROM quarantine UNION ALL SELECT reason FROM verdicts)

@@ -145,7 +145,7 @@ class _Replay:
     def emit(self, day, key, narration, postings, **meta) -> None:
         postings = _postings(*postings)
         if postings:
-            meta = {"customer": self.customer, **meta}
+            meta = {"customer": self.customer, **{k: v for k, v in meta.items() if v != ""}}
             self.out.append(DesiredTxn(day, key, narration, postings, tuple(meta.items())))
 
     def commitment_days(self) -> list[datetime.date]:

@@ -11,7 +11,7 @@ set -euo pipefail
 LEDGER_ENGINE="${LEDGER_ENGINE:-ledger-engine}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-BOOKS=sample_books/books
+BOOKS="${SAMPLE_BOOKS_DIR:-sample_books/books}"  # the golden-file test builds elsewhere
 EVENTS=sample_books/events
 
 rm -rf "$BOOKS"
@@ -24,6 +24,9 @@ post() {  # post FILE THROUGH
 
 post "$EVENTS/2026-10-night.jsonl" 2026-10-31
 post "$EVENTS/2026-11-night.jsonl" 2026-11-30
+# October is closed before the late events arrive: its corrections land on 1 Nov, late: TRUE.
+echo "== close 2026-10" >&2
+$LEDGER_ENGINE close "$BOOKS" 2026-10 >&2
 post "$EVENTS/2026-12-late.jsonl" 2026-12-31
 
 # beancount's loader may leave caches beside the journals; they are not part of the books.

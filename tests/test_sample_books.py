@@ -1,0 +1,81 @@
+"""The committed sample books: equal to a fresh build, loadable, queryable, reconciled.
+
+Regenerate them (and review the diff) with: ``sample_books/regenerate.sh``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import load_clean
+
+from ledger_engine.reconcile import reconcile
+from ledger_engine.reports import QUERIES
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_books" / "books"
+BEAN_QUERY = Path(sys.executable).with_name("bean-query")
+
+
+def journal_files(books: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(books).as_posix(): p.read_bytes()
+        for p in sorted(books.rglob("*"))
+        if p.suffix in (".beancount", ".toml")
+    }
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("sample") / "books"
+    env = {
+        **os.environ,
+        "LEDGER_ENGINE": f"{sys.executable} -m ledger_engine",
+        "SAMPLE_BOOKS_DIR": str(target),
+    }
+    subprocess.run(
+        ["bash", str(ROOT / "sample_books" / "regenerate.sh")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return target
+
+
+def test_committed_sample_books_equal_a_fresh_build(fresh):
+    committed, rebuilt = journal_files(SAMPLE), journal_files(fresh)
+    assert sorted(committed) == sorted(rebuilt)
+    changed = [path for path in committed if committed[path] != rebuilt[path]]
+    assert not changed, f"stale sample books, run sample_books/regenerate.sh: {changed}"
+
+
+def test_every_sample_journal_loads_without_errors():
+    roots = [SAMPLE / "ledger.beancount", *sorted(SAMPLE.glob("customers/*/customer.beancount"))]
+    assert len(roots) > 5
+    for root in roots:
+        load_clean(root)
+
+
+@pytest.mark.parametrize("name", sorted(QUERIES))
+def test_every_query_directive_runs_with_bean_query(name):
+    result = subprocess.run(
+        [str(BEAN_QUERY), str(SAMPLE / "ledger.beancount"), f".run {name}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "error" not in (result.stdout + result.stderr).lower()
+    assert result.stdout.strip()
+
+
+def test_sample_books_reconcile(tmp_path):
+    copy = tmp_path / "books"
+    shutil.copytree(SAMPLE, copy)
+    report = reconcile(copy)
+    assert report.ok, report.differences

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def init(books_dir: Path, currency: str, timezone: str):
         rules_text = DEFAULT_CATALOGUE_PATH.read_text(encoding="utf-8")
         parse_rules(rules_text)
         books.init_books(books_dir, currency, timezone, rules_text)
-    except (BooksError, RulesError, ValueError, OSError) as error:
+    except (BooksError, RulesError, ValueError, OSError, sqlite3.Error) as error:
         if isinstance(error, click.BadParameter):
             raise
         _fail(error)
@@ -117,7 +118,7 @@ def post(books_dir: Path, files, through, as_json: bool, strict: bool, wait_seco
     progress, bar = _progress_bar(not as_json and sys.stdout.isatty())
     try:
         result = run_post(books_dir, files, through, progress, wait_seconds)
-    except (BooksError, RulesError, ValueError, OSError) as error:
+    except (BooksError, RulesError, ValueError, OSError, sqlite3.Error) as error:
         _fail(error)
     finally:
         if bar is not None:
@@ -148,7 +149,7 @@ def rejections(books_dir: Path, as_json: bool):
 
     try:
         rows = list_rejections(books_dir)
-    except (BooksError, ValueError, OSError) as error:
+    except (BooksError, ValueError, OSError, sqlite3.Error) as error:
         _fail(error)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
@@ -174,7 +175,7 @@ def transactions(books_dir: Path, customer: str, month: str | None, as_json: boo
 
     try:
         lines = wallet_history(books_dir, customer, month)
-    except (BooksError, LookupError, OSError) as error:
+    except (BooksError, LookupError, OSError, sqlite3.Error) as error:
         _fail(error)
     if as_json:
         click.echo(json.dumps(lines, indent=1))
@@ -199,7 +200,7 @@ def reconcile(books_dir: Path, as_json: bool):
     try:
         with books.locked(books_dir, 0) if books_dir.is_dir() else _missing(books_dir):
             report = run_reconcile(books_dir)
-    except (BooksError, ValueError, OSError) as error:
+    except (BooksError, ValueError, OSError, sqlite3.Error) as error:
         _fail(error)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=1))
@@ -246,7 +247,7 @@ def close(books_dir: Path, month: str, wait_seconds: float):
 
     try:
         result = close_month(books_dir, month, wait_seconds)
-    except (BooksError, ValueError, OSError) as error:
+    except (BooksError, ValueError, OSError, sqlite3.Error) as error:
         _fail(error)
     click.echo(
         f"Closed {result.month}: {result.files_sealed} files sealed "

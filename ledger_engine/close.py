@@ -91,7 +91,7 @@ def close_month(books_dir: Path, month: str, wait_seconds: float = 0) -> CloseRe
         try:
             books.recover(books_dir, db)
             _check_closable(db, month)
-            with db.atomic():
+            with books.rolled_back_on_failure(books_dir, db), db.atomic():
                 return _close_locked(books_dir, db, month, next_day)
         finally:
             db.close()

@@ -332,7 +332,10 @@ def post(
         db = store.open_store(books_dir)
         try:
             repaired = books.recover(books_dir, db)
-            return _post_locked(books_dir, db, paths, through, progress, tuple(repaired))
+            with books.rolled_back_on_failure(books_dir, db):
+                result = _post_locked(books_dir, db, paths, through, progress, tuple(repaired))
+            books.write_point("after commit")
+            return result
         finally:
             db.close()
 

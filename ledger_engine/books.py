@@ -165,11 +165,14 @@ class Appender:
             hashes[relative] = sha256_file(path)
             month = relative.rsplit("/", 1)[-1].removesuffix(".beancount")
             is_month = len(month) == 7 and month[4] == "-"
-            rows.append((relative, path.stat().st_size, hashes[relative],
-                         month if is_month else None))
+            rows.append(
+                (relative, path.stat().st_size, hashes[relative], month if is_month else None)
+            )
         self.db.conn.executemany(
             "INSERT OR REPLACE INTO journal_files (path, length, sha256, month, sealed) "
-            "VALUES (?, ?, ?, ?, 0)", rows)
+            "VALUES (?, ?, ?, ?, 0)",
+            rows,
+        )
         return hashes
 
 

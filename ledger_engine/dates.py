@@ -41,7 +41,8 @@ def parse_timestamp(text: str) -> datetime.datetime | None:
 
 def utc_key(moment: datetime.datetime) -> str:
     """A sortable UTC text form of an aware datetime (fixed width, microseconds)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat with fixed microseconds is several times faster than strftime.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def booking_day(moment: datetime.datetime, zone: ZoneInfo) -> datetime.date:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from ledger_engine import events as ev
+from ledger_engine import store
 from ledger_engine.store import INSERT_BATCH_SIZE
 
 LOOKUP_CHUNK = 900  # ids per "IN (...)" query, under SQLite's parameter limit
@@ -118,11 +119,11 @@ class _Ingester:
                 rows.append(_event_row(event, line, self.run_id))
                 self.customers.add(event.customer)
         if rows:
-            self.db["events"].insert_all(rows, batch_size=INSERT_BATCH_SIZE)
+            store.insert_dicts(self.db, "events", rows)
             self.new_events += len(rows)
         if quarantined:
             # The same bad line read again (a re-run) is counted again but stored once.
-            self.db["quarantine"].insert_all(quarantined, batch_size=INSERT_BATCH_SIZE, ignore=True)
+            store.insert_dicts(self.db, "quarantine", quarantined, "OR IGNORE")
 
     def ingest_stream(self, stream: BinaryIO, name: str, progress: Callable[[int], None]):
         batch: list[ev.Line] = []

@@ -64,24 +64,25 @@ def now_text() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
-def posted_keys(db: sqlite_utils.Database, customer: str) -> dict:
-    """What the books hold for ``customer`` per ``(original day, key)``."""
+def posted_keys(db: sqlite_utils.Database, customers: list[str]) -> dict[str, dict]:
+    """What the books hold per customer and ``(original day, key)``, for a chunk."""
+    marks = ",".join("?" * len(customers))
     amounts: dict = defaultdict(dict)
-    for day, key, account, cents in db.execute(
-        "SELECT orig_day, key, account, sum(amount) FROM postings WHERE customer = ? "
-        "GROUP BY orig_day, key, account",
-        [customer],
+    for customer, day, key, account, cents in db.execute(
+        f"SELECT customer, orig_day, key, account, sum(amount) FROM postings "
+        f"WHERE customer IN ({marks}) GROUP BY customer, orig_day, key, account",
+        customers,
     ):
-        amounts[(datetime.date.fromisoformat(day), key)][account] = cents
-    result = {}
-    for day, key, seq, txn_id in db.execute(
-        "SELECT orig_day, key, seq, txn_id FROM transactions t WHERE customer = ? AND seq = "
-        "(SELECT max(seq) FROM transactions WHERE customer = t.customer "
-        "AND orig_day = t.orig_day AND key = t.key)",
-        [customer],
+        amounts[(customer, day, key)][account] = cents
+    result: dict[str, dict] = {customer: {} for customer in customers}
+    # SQLite returns the bare column txn_id from the row holding max(seq).
+    for customer, day, key, seq, txn_id in db.execute(
+        f"SELECT customer, orig_day, key, max(seq), txn_id FROM transactions "
+        f"WHERE customer IN ({marks}) GROUP BY customer, orig_day, key",
+        customers,
     ):
-        day = datetime.date.fromisoformat(day)
-        result[(day, key)] = PostedKey(amounts.get((day, key), {}), seq, txn_id)
+        posted = PostedKey(amounts.get((customer, day, key), {}), seq, txn_id)
+        result[customer][(datetime.date.fromisoformat(day), key)] = posted
     return result
 
 
@@ -96,42 +97,58 @@ def save_rating(
     """Replaces the customer's derived state (verdicts, conversations, lots) in the store."""
     for table in ("verdicts", "conversations", "lots", "periods"):
         db.execute(f"DELETE FROM {table} WHERE customer = ?", [customer])
-    db["periods"].insert_all(
-        {
-            "customer": customer,
-            "period_start": period.start.isoformat(),
-            "period_end": period.end.isoformat() if period.end else None,
-            "plan": period.plan,
-            "interval": period.interval,
-            "included": period.included,
-        }
-        for period in rating.periods
+    store.insert_dicts(
+        db,
+        "periods",
+        [
+            {
+                "customer": customer,
+                "period_start": period.start.isoformat(),
+                "period_end": period.end.isoformat() if period.end else None,
+                "plan": period.plan,
+                "interval": period.interval,
+                "included": period.included,
+            }
+            for period in rating.periods
+        ],
     )
-    db["verdicts"].insert_all(
-        {"event_id": event_id, "customer": customer, "reason": reason, "run_id": run_id}
-        for event_id, reason in rating.verdicts.items()
+    store.insert_dicts(
+        db,
+        "verdicts",
+        [
+            {"event_id": event_id, "customer": customer, "reason": reason, "run_id": run_id}
+            for event_id, reason in rating.verdicts.items()
+        ],
     )
-    db["conversations"].insert_all(
-        {
-            **c._asdict(),
-            "customer": customer,
-            "period_start": c.period_start.isoformat(),
-            "period_end": c.period_end.isoformat() if c.period_end else None,
-            "day": c.day.isoformat(),
-        }
-        for c in rating.conversations
+    store.insert_dicts(
+        db,
+        "conversations",
+        [
+            {
+                **c._asdict(),
+                "customer": customer,
+                "period_start": c.period_start.isoformat(),
+                "period_end": c.period_end.isoformat() if c.period_end else None,
+                "day": c.day.isoformat(),
+            }
+            for c in rating.conversations
+        ],
     )
-    db["lots"].insert_all(
-        {
-            "customer": customer,
-            "lot_id": lot.lot_id,
-            "kind": lot.kind,
-            "day": lot.day.isoformat(),
-            "last_valid": lot.last_valid.isoformat(),
-            "amount": lot.amount,
-            "remainder": lot.remainder,
-        }
-        for lot in wallet.lots
+    store.insert_dicts(
+        db,
+        "lots",
+        [
+            {
+                "customer": customer,
+                "lot_id": lot.lot_id,
+                "kind": lot.kind,
+                "day": lot.day.isoformat(),
+                "last_valid": lot.last_valid.isoformat(),
+                "amount": lot.amount,
+                "remainder": lot.remainder,
+            }
+            for lot in wallet.lots
+        ],
     )
     db.execute(
         "INSERT INTO customers (customer, segment, next_due) VALUES (?, ?, ?) "
@@ -262,8 +279,8 @@ class JournalWriter:
                 row, rows = self._subledger(txn, link, len(txn_rows))
                 txn_rows.append(row)
                 posting_rows.extend(rows)
-        self.db["transactions"].insert_all(txn_rows, batch_size=store.INSERT_BATCH_SIZE)
-        self.db["postings"].insert_all(posting_rows, batch_size=store.INSERT_BATCH_SIZE)
+        store.insert_dicts(self.db, "transactions", txn_rows)
+        store.insert_dicts(self.db, "postings", posting_rows)
         return len(txn_rows), self.appender.write()
 
 
@@ -291,22 +308,43 @@ def run_hash(run: dict) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def _rate_and_plan(db, customer: str, rules: Rules, through, first_open, run_id: int):
-    events = store.customer_events(db, customer)
-    rating = rate_customer(events, rules)
-    wallet = desired_transactions(customer, rating, rules, through)
-    save_rating(db, customer, rating, wallet, next_due_day(rating, wallet, events, through), run_id)
-    segment = accounts.customer_segment(customer)
+class RunContext(NamedTuple):
+    rules: Rules
+    through: datetime.date
+    first_open: datetime.date | None
+    posted_before: datetime.date | None
+    run_id: int
+
+
+def _rate_and_plan(db, customer: str, events: list, posted: dict, context: RunContext):
+    rating = rate_customer(events, context.rules)
+    wallet = desired_transactions(customer, rating, context.rules, context.through)
+    next_due = next_due_day(rating, wallet, events, context.through)
+    save_rating(db, customer, rating, wallet, next_due, context.run_id)
     plan = plan_customer(
         customer,
-        segment,
+        accounts.customer_segment(customer),
         wallet.transactions,
-        posted_keys(db, customer),
-        through,
-        first_open,
-        store.posted_through(db),
+        posted,
+        context.through,
+        context.first_open,
+        context.posted_before,
     )
     return plan, bool(rating.terms)
+
+
+def _post_customers(db, customers: list[str], context: RunContext, writer, progress) -> None:
+    """Re-derives and plans every customer, a chunk of customers per query."""
+    for start in range(0, len(customers), store.CUSTOMER_CHUNK):
+        chunk = customers[start : start + store.CUSTOMER_CHUNK]
+        events = store.customer_events(db, chunk)
+        posted = posted_keys(db, chunk)
+        for customer in chunk:
+            plan, known = _rate_and_plan(db, customer, events[customer], posted[customer], context)
+            if known:
+                writer.ensure_customer(customer)
+            writer.add(plan)
+        progress.customers(len(chunk))
 
 
 def post(
@@ -351,12 +389,9 @@ def _post_locked(books_dir, db, paths, through, progress, repaired) -> PostResul
         ingested = ingest_files(db, paths, run_id, currency, zone, progress.lines)
         first_open = store.first_open_day(db)
         writer = JournalWriter(books_dir, db, run_id, currency)
-        for customer in sorted(ingested.customers | due_customers(db, through)):
-            plan, known = _rate_and_plan(db, customer, rules, through, first_open, run_id)
-            if known:
-                writer.ensure_customer(customer)
-            writer.add(plan)
-            progress.customers(1)
+        context = RunContext(rules, through, first_open, store.posted_through(db), run_id)
+        customers = sorted(ingested.customers | due_customers(db, through))
+        _post_customers(db, customers, context, writer, progress)
         written, hashes = writer.finish()
         rejected = Counter(ingested.schema_rejected)
         for reason, count in db.execute(

@@ -4,8 +4,8 @@ Commit protocol (SPEC §6; documented in the README):
 
 1. Every journal file is append-only and its committed length and SHA-256 are in the store
    (``journal_files``).
-2. A run appends its new text to the journal files and makes it durable (one ``sync`` for
-   all files and new directories), then records the new lengths and hashes in the same store
+2. A run appends its new text to the journal files and fsyncs them (and new directories),
+   then records the new lengths and hashes in the same store
    transaction as everything else it did, and commits.  The store commit is the commit point.
    A failure before the commit takes the appended text back at once.
 3. Before anything else, every run (and ``reconcile``) truncates each journal file back to
@@ -103,6 +103,14 @@ def write_point(label: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class Appender:
     """Collects the text a run appends to journal files, then writes it durably."""
 
@@ -131,10 +139,15 @@ class Appender:
                 else:
                     path.unlink()
 
-    def _append_all(self, written: list[str]) -> None:
+    def _append_all(self, written: list[str]) -> dict[str, str]:
+        """Appends and fsyncs every file; returns the SHA-256 of each whole file."""
+        hashes = {}
+        new_directories = set()
         for relative in sorted(self.texts):
             path = self.books / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True)
+                new_directories.add(path.parent)
             data = "".join(self.texts[relative]).encode("utf-8")
             write_point(f"append {relative}")
             written.append(relative)
@@ -143,31 +156,31 @@ class Appender:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(descriptor, view) :]
+                os.fsync(descriptor)
             finally:
                 os.close(descriptor)
-        write_point("sync")
-        # One sync for all files and new directories: a night touches thousands of customer
-        # files, and one fsync each would cost more than the rest of the run.
-        os.sync()
+            # A new file's hash is its data's; an old one is read back whole.
+            new = relative not in self.known
+            hashes[relative] = hashlib.sha256(data).hexdigest() if new else sha256_file(path)
+        write_point("sync directories")
+        for directory in sorted(new_directories | {d.parent for d in new_directories}):
+            _fsync_directory(directory)
+        return hashes
 
     def write(self) -> dict[str, str]:
         """Appends everything durably, records lengths in the store; returns path -> sha256."""
         written: list[str] = []
         try:
-            self._append_all(written)
+            hashes = self._append_all(written)
         except BaseException:
             self._undo(written)
             raise
-        hashes = {}
         rows = []
         for relative in sorted(self.texts):
-            path = self.books / relative
-            hashes[relative] = sha256_file(path)
             month = relative.rsplit("/", 1)[-1].removesuffix(".beancount")
             is_month = len(month) == 7 and month[4] == "-"
-            rows.append(
-                (relative, path.stat().st_size, hashes[relative], month if is_month else None)
-            )
+            size = (self.books / relative).stat().st_size
+            rows.append((relative, size, hashes[relative], month if is_month else None))
         self.db.conn.executemany(
             "INSERT OR REPLACE INTO journal_files (path, length, sha256, month, sealed) "
             "VALUES (?, ?, ?, ?, 0)",

@@ -27,14 +27,14 @@ def load_zone(name: str) -> ZoneInfo:
 
 def parse_timestamp(text: str) -> datetime.datetime | None:
     """An aware datetime from an RFC 3339 timestamp with offset, or None if it is not one."""
-    if not RFC3339_PATTERN.match(text):
+    match = RFC3339_PATTERN.match(text)
+    if not match:
         return None
     normalised = text.upper()
-    fraction = re.search(r"\.(\d+)", normalised)
-    if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds
-        normalised = normalised.replace(fraction.group(0), "." + fraction.group(1)[:6])
+    if match.group(1) and len(match.group(1)) > 7:  # Python keeps microseconds
+        normalised = normalised.replace(match.group(1), match.group(1)[:7], 1)
     try:
-        return datetime.datetime.fromisoformat(normalised.replace("Z", "+00:00"))
+        return datetime.datetime.fromisoformat(normalised)
     except ValueError:
         return None
 

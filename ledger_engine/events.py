@@ -272,14 +272,14 @@ def check_document(
         return None, Rejection(INVALID_FIELD, error.field, error.detail, event_id)
 
 
-def _parse(raw: bytes) -> tuple[object, str]:
+def _parse(raw: bytes) -> tuple[object, bytes]:
     """The parsed value and the canonical text whose SHA-256 identifies the content.
 
     orjson refuses what is not strict JSON and valid Unicode: NaN and Infinity, numbers out
     of a double's range, invalid UTF-8 and lone surrogate escapes.  All are malformed here.
     """
     document = orjson.loads(raw)
-    return document, orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode()
+    return document, orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
 def check_line(raw: bytes, file: str, number: int, currency: str, zone: ZoneInfo) -> Line:
@@ -294,8 +294,8 @@ def check_line(raw: bytes, file: str, number: int, currency: str, zone: ZoneInfo
         rejection = Rejection(MALFORMED_JSON, None, f"not valid JSON: {str(error)[:200]}")
         return Line(file, number, text, None, None, rejection)
     event, rejection = check_document(document, currency, zone)
-    content_sha = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    return Line(file, number, text, event, content_sha if event else None, rejection)
+    content_sha = hashlib.sha256(canonical).hexdigest() if event else None
+    return Line(file, number, text, event, content_sha, rejection)
 
 
 def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:

@@ -7,6 +7,7 @@ the caller's open transaction, so an interrupted run leaves no event half-ingest
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ import sqlite_utils
 
 from ledger_engine import events as ev
 from ledger_engine import store
+from ledger_engine.books import sha256_file as books_sha256_file
 from ledger_engine.store import INSERT_BATCH_SIZE
 
 LOOKUP_CHUNK = 900  # ids per "IN (...)" query, under SQLite's parameter limit
@@ -46,15 +48,18 @@ class _HashingReader:
         return data
 
 
-def _event_row(event: ev.Event, line: ev.Line, run_id: int) -> dict:
-    row = event._asdict()
-    row["day"] = event.day.isoformat()
-    row["content_sha"] = line.content_sha
-    row["raw"] = line.raw
-    row["file"] = line.file
-    row["line"] = line.number
-    row["run_id"] = run_id
-    return row
+EVENT_INSERT = (
+    f"INSERT INTO events ({', '.join(ev.Event._fields)}, content_sha, raw, file, line, run_id) "
+    f"VALUES ({', '.join('?' * (len(ev.Event._fields) + 5))})"
+)
+DAY_FIELD = ev.Event._fields.index("day")
+
+
+def _event_row(event: ev.Event, line: ev.Line, run_id: int) -> tuple:
+    row = list(event)
+    row[DAY_FIELD] = event.day.isoformat()
+    row += (line.content_sha, line.raw, line.file, line.number, run_id)
+    return tuple(row)
 
 
 def _quarantine_row(line: ev.Line, rejection: ev.Rejection, run_id: int) -> dict:
@@ -119,7 +124,7 @@ class _Ingester:
                 rows.append(_event_row(event, line, self.run_id))
                 self.customers.add(event.customer)
         if rows:
-            store.insert_dicts(self.db, "events", rows)
+            self.db.conn.executemany(EVENT_INSERT, rows)
             self.new_events += len(rows)
         if quarantined:
             # The same bad line read again (a re-run) is counted again but stored once.
@@ -136,6 +141,43 @@ class _Ingester:
                 batch = []
         self.flush(batch)
         progress(len(batch))
+
+
+def _known_input(db: sqlite_utils.Database, sha256: str) -> tuple | None:
+    return db.execute(
+        "SELECT sha256, lines, valid, rejected FROM input_files WHERE sha256 = ?", [sha256]
+    ).fetchone()
+
+
+def _replay_known_input(ingester: _Ingester, path: str, known: tuple, progress) -> dict:
+    """Counts a file whose exact bytes an earlier run ingested, without parsing it again.
+
+    Every schema-valid line of it is now a duplicate (or the same id conflict as before),
+    and every schema-rejected line gets the same verdict again (quarantine keeps one record).
+    """
+    sha256, lines, valid, rejected = known
+    ingester.read += lines
+    rejected = Counter(json.loads(rejected))
+    ingester.duplicates += valid - rejected.get(ev.ID_CONFLICT, 0)
+    ingester.rejected.update(rejected)
+    progress(lines)
+    return {"file": path, "sha256": sha256, "lines": lines, "already_ingested": True}
+
+
+def _ingest_one(ingester: _Ingester, stream: BinaryIO, name: str, progress) -> dict:
+    read, valid_before = ingester.read, ingester.new_events + ingester.duplicates
+    rejected_before = Counter(ingester.rejected)
+    reader = _HashingReader(stream)
+    ingester.ingest_stream(reader, name, progress)
+    sha256 = reader.sha.hexdigest()
+    rejected = ingester.rejected - rejected_before
+    valid = ingester.new_events + ingester.duplicates - valid_before + rejected[ev.ID_CONFLICT]
+    ingester.db.execute(
+        "INSERT OR IGNORE INTO input_files (sha256, lines, valid, rejected, first_name) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [sha256, ingester.read - read, valid, json.dumps(dict(rejected)), name],
+    )
+    return {"file": name, "sha256": sha256, "lines": ingester.read - read}
 
 
 def ingest_files(
@@ -162,21 +204,15 @@ def ingest_files(
     ingester = _Ingester(db, run_id, currency, zone)
     inputs = []
     for path in paths:
-        before = ingester.read
         if path == "-":
-            reader = _HashingReader(sys.stdin.buffer)
-            ingester.ingest_stream(reader, STDIN_NAME, progress)
-        else:
-            with Path(path).open("rb") as stream:
-                reader = _HashingReader(stream)
-                ingester.ingest_stream(reader, path, progress)
-        inputs.append(
-            {
-                "file": STDIN_NAME if path == "-" else path,
-                "sha256": reader.sha.hexdigest(),
-                "lines": ingester.read - before,
-            }
-        )
+            inputs.append(_ingest_one(ingester, sys.stdin.buffer, STDIN_NAME, progress))
+            continue
+        known = _known_input(db, books_sha256_file(Path(path)))
+        if known is not None:
+            inputs.append(_replay_known_input(ingester, path, known, progress))
+            continue
+        with Path(path).open("rb") as stream:
+            inputs.append(_ingest_one(ingester, stream, path, progress))
     return IngestResult(
         read=ingester.read,
         new_events=ingester.new_events,

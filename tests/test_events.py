@@ -210,3 +210,41 @@ def test_bad_lines_do_not_stop_good_ones(poster, books):
     assert con.execute(
         "SELECT file LIKE '%events-1.jsonl', line, raw FROM quarantine"
     ).fetchall() == [(1, 2, "{broken")]
+
+
+def test_a_file_already_ingested_is_counted_without_parsing_and_the_same(poster, books):
+    from ledger_engine import events as events_module
+
+    lines = [
+        sub("acme", "2026-11-01T08:00:00Z", "boost", id="s"),
+        use("acme", "2026-11-02T10:00:00Z", "c1", id="u"),
+        use("acme", "2026-11-02T10:00:00Z", "c1", id="u"),  # repeat within the file
+        dict(use("acme", "2026-11-02T10:00:00Z", "c2", id="u")),  # conflict within the file
+        "{broken",
+        use("acme", "2026-11-02T10:00:00+01:00", "c3", id="unknown", feature="telepathy"),
+    ]
+    path = poster.write(lines)
+    import datetime
+
+    from ledger_engine.post import post
+
+    day = datetime.date(2026, 11, 30)
+    first = post(books, [str(path)], day)
+    assert (first.read, first.duplicates) == (6, 1)
+    # A byte-different copy is parsed; the identical file is recognised by its SHA-256.
+    copy = path.with_name("copy.jsonl")
+    copy.write_bytes(path.read_bytes() + b"\n")
+    parsed = post(books, [str(copy)], day)
+    calls = []
+    real = events_module.check_line
+    events_module.check_line = lambda *args: calls.append(args) or real(*args)
+    try:
+        replayed = post(books, [str(path)], day)
+    finally:
+        events_module.check_line = real
+    assert calls == []
+    assert replayed._replace(run_id=0) == parsed._replace(run_id=0)
+    assert (replayed.duplicates, replayed.rejected) == (
+        3,
+        {"id_conflict": 1, "invalid_field": 1, "malformed_json": 1},
+    )

@@ -135,7 +135,7 @@ def test_disk_full_through_the_cli_is_one_error_line(tmp_path):
         "import errno, os, sys\n"
         "from ledger_engine import books\n"
         "def hook(label):\n"
-        "    if label == 'sync':\n"
+        "    if label == 'sync directories':\n"
         "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
         "books.WRITE_POINT_HOOK = hook\n"
         "from ledger_engine.cli import main\n"

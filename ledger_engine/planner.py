@@ -52,7 +52,7 @@ def plan_customer(
     through: datetime.date,
     first_open_day: datetime.date | None,
     posted_before: datetime.date | None = None,
-) -> list[NewTxn]:
+) -> tuple[list[NewTxn], datetime.date | None]:
     """The new transactions that bring the posted entries of a customer to the desired ones.
 
     Args:
@@ -65,10 +65,12 @@ def plan_customer(
         posted_before: the last day posted by earlier runs (None: nothing posted yet).
 
     Returns:
-        New transactions in posting order (by effective day, then original day, then key).
+        New transactions in posting order (by effective day, then original day, then key),
+        and the day from which a deferred difference can be posted (None if none waits).
     """
     wanted = {(txn.day, txn.key): txn for txn in desired if txn.day <= through}
     plan = []
+    deferred_until = None
     for day, key in sorted(set(wanted) | set(posted)):
         if day > through:
             continue
@@ -83,7 +85,8 @@ def plan_customer(
         late = first_open_day is not None and day < first_open_day
         effective = first_open_day if late else day
         if effective > through:
-            continue  # the first open month is not being posted yet
+            deferred_until = effective  # the first open month is not being posted yet
+            continue
         if txn is not None:
             narration, meta = txn.narration, txn.meta
         else:
@@ -105,7 +108,7 @@ def plan_customer(
             )
         )
     plan.sort(key=lambda t: (t.effective_day, t.orig_day, _step(t.key), t.key))
-    return plan
+    return plan, deferred_until
 
 
 def _step(key: str) -> int:

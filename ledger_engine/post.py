@@ -319,9 +319,7 @@ class RunContext(NamedTuple):
 def _rate_and_plan(db, customer: str, events: list, posted: dict, context: RunContext):
     rating = rate_customer(events, context.rules)
     wallet = desired_transactions(customer, rating, context.rules, context.through)
-    next_due = next_due_day(rating, wallet, events, context.through)
-    save_rating(db, customer, rating, wallet, next_due, context.run_id)
-    plan = plan_customer(
+    plan, deferred_until = plan_customer(
         customer,
         accounts.customer_segment(customer),
         wallet.transactions,
@@ -330,6 +328,8 @@ def _rate_and_plan(db, customer: str, events: list, posted: dict, context: RunCo
         context.first_open,
         context.posted_before,
     )
+    due = [d for d in (next_due_day(rating, wallet, events, context.through), deferred_until) if d]
+    save_rating(db, customer, rating, wallet, min(due) if due else None, context.run_id)
     return plan, bool(rating.terms)
 
 
@@ -395,9 +395,10 @@ def _post_locked(books_dir, db, paths, through, progress, repaired) -> PostResul
         written, hashes = writer.finish()
         rejected = Counter(ingested.schema_rejected)
         for reason, count in db.execute(
-            "SELECT v.reason, count(*) FROM verdicts v JOIN events e ON e.id = v.event_id "
-            "WHERE e.run_id = ? GROUP BY v.reason",
-            [run_id],
+            # Driven from this run's verdicts (few) so no scan of the events table.
+            "SELECT reason, count(*) FROM verdicts v WHERE v.run_id = ? AND "
+            "(SELECT run_id FROM events WHERE id = v.event_id) = ? GROUP BY reason",
+            [run_id, run_id],
         ):
             rejected[reason] += count
         old_through = store.posted_through(db)

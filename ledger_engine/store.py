@@ -257,6 +257,8 @@ EVENT_COLUMNS = (
 )
 
 
+# auto_enabled stays 0/1/NULL (it is only tested for None and truth); commitment 0 if NULL.
+EVENT_COLUMNS_FOR_RATING = EVENT_COLUMNS.replace("commitment,", "coalesce(commitment, 0),")
 CUSTOMER_CHUNK = 500  # customers whose rows one query fetches
 
 
@@ -268,18 +270,16 @@ def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str
     result: dict[str, list] = {customer: [] for customer in customers}
     marks = ",".join("?" * len(customers))
     days: dict[str, datetime.date] = {}
-    for row in db.execute(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE customer IN ({marks}) ORDER BY customer, at, id",
+    make = Event._make
+    for row in db.conn.execute(
+        f"SELECT {EVENT_COLUMNS_FOR_RATING} FROM events WHERE customer IN ({marks}) "
+        "ORDER BY customer, at, id",
         customers,
     ):
-        row = list(row)
         day = days.get(row[4])
         if day is None:
             day = days[row[4]] = datetime.date.fromisoformat(row[4])
-        row[4] = day
-        row[9] = row[9] or 0
-        row[10] = None if row[10] is None else bool(row[10])
-        result[row[2]].append(Event(*row))
+        result[row[2]].append(make((*row[:4], day, *row[5:])))
     return result
 
 

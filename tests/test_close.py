@@ -87,3 +87,15 @@ def test_a_changed_sealed_file_is_named_by_reconcile(poster, books):
     result = run_cli("reconcile", books)
     assert result.exit_code == 1
     assert "gl/2026/2026-11.beancount" in result.output and "sealed file" in result.output
+
+
+def test_a_late_correction_waits_until_the_open_month_is_posted(poster, books):
+    november(poster)
+    assert run_cli("close", books, "2026-11").exit_code == 0
+    # Posting only through 30 Nov: the correction belongs on 1 Dec, which is not posted yet.
+    waiting = poster([use("big", "2026-11-04T10:00:00Z", "a", "autopilot")], "2026-11-30")
+    assert waiting.transactions_written == 0
+    later = poster([], "2026-12-01")  # no new events: the customer is due all the same
+    assert later.transactions_written > 0
+    assert "late: TRUE" in (books / "customers/C-big/2026-12.beancount").read_text()
+    assert reconcile(books).ok

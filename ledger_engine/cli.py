@@ -6,6 +6,7 @@ import datetime
 import json
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -82,14 +83,47 @@ def init(books_dir: Path, currency: str, timezone: str):
     click.echo(f"Created books in {books_dir} ({currency}, {timezone}).")
 
 
-def _progress_bar(enabled: bool):
+class TerminalProgress:
+    """A one-line progress display on stderr: events read, then customers posted."""
+
+    REFRESH_SECONDS = 0.2
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.shown_at = 0.0
+        self.phase = "read"
+
+    def _show(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.shown_at >= self.REFRESH_SECONDS:
+            self.shown_at = now
+            click.echo(f"\r{text}\x1b[K", nl=False, err=True)
+
+    def lines(self, count: int) -> None:
+        self.read += count
+        self._show(f"events read: {self.read:,}")
+
+    def customers(self, done: int, total: int) -> None:
+        if self.phase == "read":
+            self.phase = "customers"
+            self._show(f"events read: {self.read:,}", force=True)
+            click.echo("", err=True)
+        width = 30
+        filled = width * done // max(total, 1)
+        bar = "#" * filled + "-" * (width - filled)
+        self._show(f"customers posted: [{bar}] {done:,}/{total:,}", force=done == total)
+
+    def close(self) -> None:
+        click.echo("", err=True)
+
+
+def _progress(enabled: bool):
     from ledger_engine.post import NO_PROGRESS, Progress
 
     if not enabled:
         return NO_PROGRESS, None
-    bar = click.progressbar(length=0, label="events read", show_pos=True, file=sys.stderr)
-    bar.__enter__()
-    return Progress(lambda n: bar.update(n), lambda n: None), bar
+    display = TerminalProgress()
+    return Progress(display.lines, display.customers), display
 
 
 @main.command()
@@ -115,14 +149,14 @@ def post(books_dir: Path, files, through, as_json: bool, strict: bool, wait_seco
     """Ingest event FILES (- for stdin) and post every day up to --through."""
     from ledger_engine.post import post as run_post
 
-    progress, bar = _progress_bar(not as_json and sys.stdout.isatty())
+    progress, display = _progress(not as_json and sys.stdout.isatty())
     try:
         result = run_post(books_dir, files, through, progress, wait_seconds)
     except (BooksError, RulesError, ValueError, OSError, sqlite3.Error) as error:
         _fail(error)
     finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+        if display is not None:
+            display.close()
     if as_json:
         click.echo(json.dumps(result.as_json(), sort_keys=True))
     else:

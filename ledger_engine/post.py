@@ -48,11 +48,11 @@ class PostResult(NamedTuple):
 
 
 class Progress(NamedTuple):
-    lines: Callable[[int], None]
-    customers: Callable[[int], None]
+    lines: Callable[[int], None]  # called with lines read since the last call
+    customers: Callable[[int, int], None]  # called with (customers posted, customers in all)
 
 
-NO_PROGRESS = Progress(lambda count: None, lambda count: None)
+NO_PROGRESS = Progress(lambda count: None, lambda done, total: None)
 
 
 def default_through(zone) -> datetime.date:
@@ -344,7 +344,7 @@ def _post_customers(db, customers: list[str], context: RunContext, writer, progr
             if known:
                 writer.ensure_customer(customer)
             writer.add(plan)
-        progress.customers(len(chunk))
+        progress.customers(start + len(chunk), len(customers))
 
 
 def post(

@@ -416,7 +416,7 @@ def customer_day(rng: random.Random, customer: str, seg: str, day: datetime.date
         if seq == 2:
             meta.insert(1, ("corrects", f"{key}.1"))
         counts = [("conversations", rng.randint(50, 400)), ("included", 0), ("charged", 120)]
-        meta += counts + [("trial", 0), ("autopilot", 30), ("rules-version", "2026.1")]
+        meta += counts + [("autopilot", 30), ("rules-version", "2026.1")]
         meta += [("conversations-digest", digest), ("lots", f"auto-top-up-{day}:36.00")]
         narration = "AI usage" if seq == 1 else "Correction: AI usage"
         postings = [

@@ -115,6 +115,10 @@ class _Wallet:
         return tuple(Lot(i, *self.lots[i]) for i in self.order)
 
 
+def _nonzero(**counts: int) -> dict[str, int]:
+    return {key: count for key, count in counts.items() if count}
+
+
 def _lots_meta(taken: list[tuple[str, int]]) -> str:
     return " ".join(f"{lot_id}:{format_cents(cents)}" for lot_id, cents in taken)
 
@@ -309,8 +313,11 @@ class _Replay:
             conversations=len(conversations),
             included=sum(c.status == "included" for c in conversations),
             charged=len(charged),
-            trial=sum(c.status == "trial" for c in conversations),
-            autopilot=sum(c.kind == "autopilot" for c in conversations),
+            # Counts that are zero on most days are left out (every line costs load time).
+            **_nonzero(
+                trial=sum(c.status == "trial" for c in conversations),
+                autopilot=sum(c.kind == "autopilot" for c in conversations),
+            ),
             **{
                 "rules-version": first.rules_version,
                 "conversations-digest": conversations_digest(conversations),

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ledger_engine import journal, store
+from ledger_engine import journal, reports, store
 
 LEDGER_NAME = "ledger.beancount"
 ACCOUNTS_NAME = "accounts.beancount"
@@ -277,7 +277,9 @@ def init_books(books: Path, currency: str, timezone: str, rules_text: str) -> No
         "General ledger (ledger-engine)", currency
     ) + journal.include_line(ACCOUNTS_NAME)
     (books / ACCOUNTS_NAME).write_text(journal.gl_accounts_text(currency), encoding="utf-8")
-    (books / LEDGER_NAME).write_text(ledger_text + "\n" + reports_text(), encoding="utf-8")
+    (books / LEDGER_NAME).write_text(
+        ledger_text + "\n" + reports.query_directives(), encoding="utf-8"
+    )
     db = store.create_store(
         books,
         {
@@ -299,9 +301,3 @@ def init_books(books: Path, currency: str, timezone: str, rules_text: str) -> No
                 }
             )
     db.close()
-
-
-def reports_text() -> str:
-    from ledger_engine.reports import query_directives
-
-    return query_directives()

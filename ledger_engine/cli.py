@@ -50,6 +50,15 @@ books_argument = click.argument(
     "books_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path)
 )
 
+wait_option = click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seconds to wait for another run's lock (then exit 4).",
+)
+
 
 @click.group()
 @click.version_option(package_name="ledger-engine")
@@ -137,14 +146,7 @@ def _progress(enabled: bool):
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the counts.")
 @click.option("--strict", is_flag=True, help="Exit 3 when any event was rejected.")
-@click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seconds to wait for another run's lock.",
-)
+@wait_option
 def post(books_dir: Path, files, through, as_json: bool, strict: bool, wait_seconds: float):
     """Ingest event FILES (- for stdin) and post every day up to --through."""
     from ledger_engine.post import post as run_post
@@ -232,7 +234,9 @@ def reconcile(books_dir: Path, as_json: bool):
     from ledger_engine.reconcile import reconcile as run_reconcile
 
     try:
-        with books.locked(books_dir, 0) if books_dir.is_dir() else _missing(books_dir):
+        if not books_dir.is_dir():
+            raise BooksError(f"{books_dir} holds no books")
+        with books.locked(books_dir):
             report = run_reconcile(books_dir)
     except (BooksError, ValueError, OSError, sqlite3.Error) as error:
         _fail(error)
@@ -260,21 +264,10 @@ def reconcile(books_dir: Path, as_json: bool):
         sys.exit(EXIT_DIFFERENCES)
 
 
-def _missing(books_dir: Path):
-    raise BooksError(f"{books_dir} holds no books")
-
-
 @main.command()
 @books_argument
 @click.argument("month", callback=_month, metavar="YYYY-MM")
-@click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seconds to wait for another run's lock.",
-)
+@wait_option
 def close(books_dir: Path, month: str, wait_seconds: float):
     """Close calendar MONTH: seal its files and assert every balance after it."""
     from ledger_engine.close import close_month

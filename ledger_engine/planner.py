@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 from typing import NamedTuple
 
-from ledger_engine.wallet import DesiredTxn
+from ledger_engine.wallet import STEP_ORDER, DesiredTxn
 
 
 class PostedKey(NamedTuple):
@@ -112,7 +112,5 @@ def plan_customer(
 
 
 def _step(key: str) -> int:
-    from ledger_engine.wallet import STEP_ORDER
-
     prefix = key.split(".")[0]
     return STEP_ORDER.index(prefix) if prefix in STEP_ORDER else len(STEP_ORDER)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import sqlite_utils
 from beancount import loader
 
-from ledger_engine import accounts, books, store
+from ledger_engine import accounts, books, post, store
 from ledger_engine.money import decimal_to_cents, format_cents
 
 os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")  # no .picklecache in the books
@@ -91,8 +91,6 @@ def check_file_hashes(books_dir: Path, db: sqlite_utils.Database) -> list[Differ
 
 def check_run_chain(db: sqlite_utils.Database) -> list[Difference]:
     """The run log's hash chain is intact."""
-    from ledger_engine.post import run_hash
-
     differences = []
     previous = "0" * 64
     for row in db.execute("SELECT * FROM runs ORDER BY run_id").fetchall():
@@ -103,7 +101,7 @@ def check_run_chain(db: sqlite_utils.Database) -> list[Difference]:
                 strict=True,
             )
         )
-        if run["prev_hash"] != previous or run_hash(run) != run["hash"]:
+        if run["prev_hash"] != previous or post.run_hash(run) != run["hash"]:
             differences.append(
                 Difference(
                     "run_log",

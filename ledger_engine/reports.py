@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ledger_engine import accounts, store
 from ledger_engine.journal import OPEN_DATE, quote
+from ledger_engine.money import format_cents
 
 # name -> bean-query statement; written into ledger.beancount, run with `.run NAME`.
 QUERIES = {
@@ -94,9 +96,6 @@ def wallet_history(books_dir, customer: str, month: str | None = None) -> list[d
     Returns:
         One dict per movement: date, type, amount, balance, txn, corrects, lots.
     """
-    from ledger_engine import accounts, store
-    from ledger_engine.money import format_cents
-
     db = store.open_store(books_dir)
     try:
         if db.execute("SELECT 1 FROM customers WHERE customer = ?", [customer]).fetchone() is None:

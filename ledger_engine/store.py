@@ -12,6 +12,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from ledger_engine.events import Event
+
 STORE_NAME = "state.sqlite"
 SCHEMA_VERSION = "1"
 INSERT_BATCH_SIZE = 5000
@@ -265,8 +267,6 @@ CUSTOMER_CHUNK = 500  # customers whose rows one query fetches
 def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str, list]:
     """Every schema-valid event of each customer, as :class:`ledger_engine.events.Event`,
     in ``(at, id)`` order; one query for the whole chunk of customers."""
-    from ledger_engine.events import Event
-
     result: dict[str, list] = {customer: [] for customer in customers}
     marks = ",".join("?" * len(customers))
     days: dict[str, datetime.date] = {}

@@ -79,3 +79,15 @@ def test_sample_books_reconcile(tmp_path):
     shutil.copytree(SAMPLE, copy)
     report = reconcile(copy)
     assert report.ok, report.differences
+
+
+def test_sample_books_show_every_kind_of_movement():
+    text = "".join(p.read_text() for p in sorted(SAMPLE.glob("customers/*/20*.beancount")))
+    for narration in ("Commitment", "Expiry", "Top-up", "Automatic top-up", "AI usage",
+                      "SMS usage", "WhatsApp usage", "Voice usage", "Payment",
+                      "Correction: AI usage"):
+        assert f'"{narration}"' in text, narration
+    assert "late: TRUE" in text and "corrects: " in text and "late-event: TRUE" in text
+    assert "Income:AI:Allowance:Trial" in text and "Income:AI:Breakage" in text
+    gl = (SAMPLE / "gl/2026/2026-11.beancount").read_text()
+    assert '2026-11-01 custom "closed" "2026-10"' in gl

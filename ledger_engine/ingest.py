@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 from zoneinfo import ZoneInfo
 
+import orjson
 import sqlite_utils
 
 from ledger_engine import events as ev
@@ -49,17 +50,27 @@ class _HashingReader:
 
 
 EVENT_INSERT = (
-    f"INSERT INTO events ({', '.join(ev.Event._fields)}, content_sha, raw, file, line, run_id) "
-    f"VALUES ({', '.join('?' * (len(ev.Event._fields) + 5))})"
+    "INSERT INTO events (id, type, customer, at, day, fields, content_sha, raw, file, line, "
+    "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-DAY_FIELD = ev.Event._fields.index("day")
+TYPED_START = ev.Event._fields.index("day") + 1
 
 
 def _event_row(event: ev.Event, line: ev.Line, run_id: int) -> tuple:
-    row = list(event)
-    row[DAY_FIELD] = event.day.isoformat()
-    row += (line.content_sha, line.raw, line.file, line.number, run_id)
-    return tuple(row)
+    fields = orjson.dumps(event[TYPED_START:]).decode()
+    return (
+        event.id,
+        event.type,
+        event.customer,
+        event.at,
+        event.day.isoformat(),
+        fields,
+        line.content_sha,
+        line.raw,
+        line.file,
+        line.number,
+        run_id,
+    )
 
 
 def _quarantine_row(line: ev.Line, rejection: ev.Rejection, run_id: int) -> dict:

@@ -214,7 +214,7 @@ def check_rating(db: sqlite_utils.Database) -> list[Difference]:
     """Accepted usage is rated, rated conversations are posted once, lots match wallets."""
     differences = []
     for (event_id,) in db.execute(
-        "SELECT e.id FROM events e LEFT JOIN verdicts v ON v.event_id = e.id "
+        "SELECT e.id FROM v_events e LEFT JOIN verdicts v ON v.event_id = e.id "
         "LEFT JOIN conversations c ON c.customer = e.customer "
         "AND c.conversation = e.conversation WHERE e.type = 'ai_usage' "
         "AND e.feature != 'playground' AND v.event_id IS NULL AND c.conversation IS NULL"

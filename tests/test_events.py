@@ -181,7 +181,7 @@ def test_duplicates_and_id_conflicts(poster, books):
     assert (second.read, second.accepted, second.duplicates) == (3, 0, 2)
     assert second.rejected == {"id_conflict": 1}
     con = sqlite3.connect(books / "state.sqlite")
-    assert con.execute("SELECT conversation FROM events WHERE id = 'u'").fetchone() == ("c1",)
+    assert con.execute("SELECT conversation FROM v_events WHERE id = 'u'").fetchone() == ("c1",)
     assert con.execute("SELECT reason, event_id, line FROM quarantine").fetchall() == [
         ("id_conflict", "u", 2)
     ]

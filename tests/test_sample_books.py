@@ -83,9 +83,18 @@ def test_sample_books_reconcile(tmp_path):
 
 def test_sample_books_show_every_kind_of_movement():
     text = "".join(p.read_text() for p in sorted(SAMPLE.glob("customers/*/20*.beancount")))
-    for narration in ("Commitment", "Expiry", "Top-up", "Automatic top-up", "AI usage",
-                      "SMS usage", "WhatsApp usage", "Voice usage", "Payment",
-                      "Correction: AI usage"):
+    for narration in (
+        "Commitment",
+        "Expiry",
+        "Top-up",
+        "Automatic top-up",
+        "AI usage",
+        "SMS usage",
+        "WhatsApp usage",
+        "Voice usage",
+        "Payment",
+        "Correction: AI usage",
+    ):
         assert f'"{narration}"' in text, narration
     assert "late: TRUE" in text and "corrects: " in text and "late-event: TRUE" in text
     assert "Income:AI:Allowance:Trial" in text and "Income:AI:Breakage" in text

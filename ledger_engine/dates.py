@@ -39,6 +39,15 @@ def parse_timestamp(text: str) -> datetime.datetime | None:
         return None
 
 
+def utc_key_of_text(text: str, moment: datetime.datetime) -> str:
+    """:func:`utc_key` of a parsed RFC 3339 ``text``, without date arithmetic for the common
+    ``...Z`` form (a third of the cost of checking an event went into the conversion)."""
+    if text[-1] in "Zz":
+        fraction = text[20:-1] if text[19] == "." else ""
+        return f"{text[:10]}T{text[11:19]}.{(fraction + '000000')[:6]}Z"
+    return utc_key(moment)
+
+
 def utc_key(moment: datetime.datetime) -> str:
     """A sortable UTC text form of an aware datetime (fixed width, microseconds)."""
     # isoformat with fixed microseconds is several times faster than strftime.

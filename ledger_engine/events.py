@@ -243,7 +243,7 @@ def _check_common(
         id=event_id,
         type=event_type,
         customer=customer,
-        at=dates.utc_key(moment),
+        at=dates.utc_key_of_text(at_text, moment),
         day=dates.booking_day(moment, zone),
         **fields,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import sqlite3
@@ -224,8 +225,6 @@ def test_a_file_already_ingested_is_counted_without_parsing_and_the_same(poster,
         use("acme", "2026-11-02T10:00:00+01:00", "c3", id="unknown", feature="telepathy"),
     ]
     path = poster.write(lines)
-    import datetime
-
     from ledger_engine.post import post
 
     day = datetime.date(2026, 11, 30)
@@ -248,3 +247,32 @@ def test_a_file_already_ingested_is_counted_without_parsing_and_the_same(poster,
         3,
         {"id_conflict": 1, "invalid_field": 1, "malformed_json": 1},
     )
+
+
+def test_the_fast_utc_key_equals_the_general_one():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from ledger_engine import dates
+
+    @given(
+        moment=st.datetimes(
+            min_value=__import__("datetime").datetime(1970, 1, 2),
+            max_value=__import__("datetime").datetime(9998, 12, 30),
+        ),
+        digits=st.integers(0, 9),
+        lower=st.booleans(),
+        offset=st.sampled_from(["Z", "+00:00", "+05:30", "-11:00"]),
+    )
+    def check(moment, digits, lower, offset):
+        text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+        if digits:
+            text += "." + f"{moment.microsecond:06d}{'123'}"[:digits]
+        text += offset
+        if lower:
+            text = text.replace("T", "t").replace("Z", "z")
+        parsed = dates.parse_timestamp(text)
+        assert parsed is not None, text
+        assert dates.utc_key_of_text(text, parsed) == dates.utc_key(parsed)
+
+    check()

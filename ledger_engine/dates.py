@@ -120,10 +120,3 @@ def period_bounds(
         count -= 1
         start = add_months(anchor, count * step, anchor.day)
     return start, add_months(anchor, (count + 1) * step, anchor.day)
-
-
-def iter_days(first: datetime.date, last: datetime.date):
-    day = first
-    while day <= last:
-        yield day
-        day += datetime.timedelta(days=1)

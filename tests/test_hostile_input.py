@@ -144,32 +144,21 @@ def test_hostile_file_through_the_cli(tmp_path):
     )
     path = tmp_path / "hostile.jsonl"
     path.write_bytes(content)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ledger_engine",
-            "post",
-            str(books),
-            str(path),
-            "--through",
-            "2026-11-30",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = post_cli(books, path, "--json")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     counts = json.loads(result.stdout)
     assert counts["read"] == len(HOSTILE_LINES) + 3
     con = sqlite3.connect(books / "state.sqlite")
     stored = {row[0] for row in con.execute("SELECT id FROM events")}
-    assert {"good-sub", "good-use"} <= stored
+    assert stored == {"good-sub", "good-use"}  # nothing hostile got in, nothing good was lost
     quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    assert quarantined + len(stored) - counts["duplicates"] >= counts["read"] - 2
-    strict = subprocess.run(
+    assert quarantined == counts["read"] - 2  # every bad line is on record
+    assert post_cli(books, path, "--strict").returncode == 3
+
+
+def post_cli(books, path, *options):
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -179,13 +168,12 @@ def test_hostile_file_through_the_cli(tmp_path):
             str(path),
             "--through",
             "2026-11-30",
-            "--strict",
+            *options,
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert strict.returncode == 3
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path):

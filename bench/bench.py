@@ -257,10 +257,23 @@ class NightWriter:
         return f'{head}"type":"payment","amount":"{money(rng.randint(500, 20000))}"}}\n'
 
 
-def generate_night(path: Path, customers: int, events: int, night: datetime.date, seed: int):
-    """Writes the night's JSONL; returns (customer list, events per customer)."""
+def generate_night(
+    path: Path,
+    customers: int,
+    events: int,
+    night: datetime.date,
+    seed: int,
+    subscriptions: bool = True,
+):
+    """Writes the night's JSONL; returns (customer list, events per customer).
+
+    The customers depend on the seed only, so a second night (``subscriptions=False``, another
+    ``night`` and seed) is more activity of the same customers on books that already hold them.
+    """
     rng = random.Random(seed)
     people = make_customers(rng, customers)
+    if not subscriptions:
+        rng = random.Random(seed + 7)
     writer = NightWriter(rng, people, night)
     cumulative = list(itertools.accumulate(c.weight for c in people))
     picks = rng.choices(range(customers), cum_weights=cumulative, k=events)
@@ -268,7 +281,8 @@ def generate_night(path: Path, customers: int, events: int, night: datetime.date
     stamps = [f"{night}T{clock(s)}Z" for s in range(86400)]
     per_customer = [0] * customers
     with path.open("w", encoding="utf-8", newline="\n") as stream:
-        stream.write("".join(subscription_line(rng, c, night) for c in people))
+        if subscriptions:
+            stream.write("".join(subscription_line(rng, c, night) for c in people))
         chunk: list[str] = []
         for number in range(events):
             index = picks[number]
@@ -562,10 +576,10 @@ class Bench:
         label = f"JSON parse floor: json.loads x {lines:,} lines (in-process)"
         self.rows.append(Row(label, f"{self.floor:.2f} s", "1.00x"))
 
-    def post(self, books: Path, path: Path, label: str, target: float) -> dict | None:
+    def post(self, books: Path, path: Path, label: str, target: float, night=None) -> dict | None:
         self.step(f"{label}: ledger-engine post")
         command = [self.engine, "post", str(books), str(path)]
-        command += ["--through", self.night.isoformat(), "--json"]
+        command += ["--through", (night or self.night).isoformat(), "--json"]
         result = run_child(command, scratch=self.out)
         ok = self.failures.check(
             result.returncode == 0,
@@ -631,10 +645,21 @@ class Bench:
         if again is not None:
             written = again.get("transactions_written")
             self.failures.check(written == 0, f"the no-op post wrote {written} transactions")
-        self.bean_check_file(books / "ledger.beancount", "bean-check posted GL (1 night)", None)
+        self.second_night(books)
+        self.bean_check_file(books / "ledger.beancount", "bean-check posted GL (2 nights)", None)
         root = books / "customers" / segment(busiest) / CUSTOMER_ROOT
         label = f"bean-check posted busiest customer {busiest}"
         self.bean_check_file(root, label, None)
+
+    def second_night(self, books: Path) -> None:
+        """The next night of the same customers: the steady state, where every touched
+        customer is re-derived from its whole history (information, no target)."""
+        args = self.args
+        night = self.night + datetime.timedelta(days=1)
+        path = self.out / "night2.jsonl"
+        self.step(f"generating the second night ({night})")
+        generate_night(path, args.customers, args.events, night, args.seed, subscriptions=False)
+        self.post(books, path, "post (second night, same customers)", 5, night)
 
     def year_runs(self) -> None:
         days = self.args.year_days

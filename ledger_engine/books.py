@@ -62,25 +62,18 @@ def customer_month_path(segment: str, month: str) -> str:
     return f"{customer_dir(segment)}/{month}.beancount"
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, length: int | None = None) -> str:
+    """SHA-256 of a file, or of its first ``length`` bytes."""
     digest = hashlib.sha256()
+    remaining = length
     with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_prefix(path: Path, length: int) -> str:
-    """SHA-256 of the first ``length`` bytes of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        remaining = length
-        while remaining > 0:
-            block = stream.read(min(remaining, 1 << 20))
+        while remaining is None or remaining > 0:
+            block = stream.read(1 << 20 if remaining is None else min(remaining, 1 << 20))
             if not block:
                 break
             digest.update(block)
-            remaining -= len(block)
+            if remaining is not None:
+                remaining -= len(block)
     return digest.hexdigest()
 
 

@@ -100,7 +100,7 @@ def close_month(books_dir: Path, month: str, wait_seconds: float = 0) -> CloseRe
 def _close_locked(books_dir, db, month: str, next_day: datetime.date) -> CloseResult:
     currency = store.get_meta(db, "currency")
     started = now_text()
-    run_id = (db.execute("SELECT max(run_id) FROM runs").fetchone()[0] or 0) + 1
+    run_id = store.next_run_id(db)
     files = _seal(db, month)
     seal_sha = hashlib.sha256(
         "".join(f"{path} {sha}\n" for path, sha in files.items()).encode()

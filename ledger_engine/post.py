@@ -385,7 +385,7 @@ def _post_locked(books_dir, db, paths, through, progress, repaired) -> PostResul
     through = through or default_through(zone)
     started = now_text()
     with db.atomic():
-        run_id = (db.execute("SELECT max(run_id) FROM runs").fetchone()[0] or 0) + 1
+        run_id = store.next_run_id(db)
         ingested = ingest_files(db, paths, run_id, currency, zone, progress.lines)
         first_open = store.first_open_day(db)
         writer = JournalWriter(books_dir, db, run_id, currency)

@@ -63,7 +63,7 @@ def check_file_hashes(books_dir: Path, db: sqlite_utils.Database) -> list[Differ
             differences.append(Difference("files", f"{what} is missing", relative))
             continue
         size = path.stat().st_size
-        if size > length and books.sha256_prefix(path, length) == sha:
+        if size > length and books.sha256_file(path, length) == sha:
             differences.append(
                 Difference(
                     "files",

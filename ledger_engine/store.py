@@ -263,6 +263,10 @@ def posted_through(db: sqlite_utils.Database) -> datetime.date | None:
     return datetime.date.fromisoformat(value) if value else None
 
 
+def next_run_id(db: sqlite_utils.Database) -> int:
+    return (db.execute("SELECT max(run_id) FROM runs").fetchone()[0] or 0) + 1
+
+
 def first_open_day(db: sqlite_utils.Database) -> datetime.date | None:
     """The first day of the month after the last closed month (None if none is closed)."""
     row = db.execute("SELECT max(month) FROM closed_months").fetchone()

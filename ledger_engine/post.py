@@ -191,8 +191,7 @@ class JournalWriter:
         root = books.customer_root_path(txn.segment)
         self.ensure_customer(txn.customer)
         path = books.customer_month_path(txn.segment, dates.month_of(txn.effective_day))
-        self._include(root, path)
-        self.appender.append(path, journal.subledger_text(txn, gl_link, self.currency))
+        self.append_to_month(root, path, journal.subledger_text(txn, gl_link, self.currency))
         base = {
             "txn_id": txn.txn_id,
             "ledger": "sub",
@@ -221,7 +220,6 @@ class JournalWriter:
         postings = [(a, totals[a]) for a in accounts.GL_ACCOUNTS if totals.get(a)]
         link = f"gl.{day.isoformat()}.r{self.run_id}"
         path = books.gl_month_path(dates.month_of(day))
-        self._include(books.LEDGER_NAME, path)
         meta = [
             ("txn", link),
             ("run", self.run_id),
@@ -233,7 +231,8 @@ class JournalWriter:
             # Corrections of closed months, dated here; their own days are in the subledger.
             meta.append(("late-transactions", len(late)))
             meta.append(("original-days", " ".join(sorted({str(t.orig_day) for t in late}))))
-        self.appender.append(
+        self.append_to_month(
+            books.LEDGER_NAME,
             path,
             journal.transaction_text(
                 day,

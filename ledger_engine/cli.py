@@ -1,23 +1,32 @@
-"""The command line (SPEC §7).  Thin: parse options, call one stage, print, exit."""
+"""The command line (SPEC §7).  Thin: parse options, call one command, print, exit.
+
+Expected failures arrive as :class:`~ledger_engine.core.errors.LedgerError` and leave as one
+``Error: ...`` line with the error's exit code; anything else is a bug and keeps its
+traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
-import sqlite3
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from ledger_engine import books, dates
-from ledger_engine.books import BooksError, BooksLocked
-from rules import DEFAULT_CATALOGUE_PATH, RulesError, parse_rules
+from ledger_engine import close as close_command
+from ledger_engine import commit, reports
+from ledger_engine import post as post_command
+from ledger_engine import reconcile as reconcile_command
+from ledger_engine.core import dates
+from ledger_engine.core.errors import LedgerError
+from ledger_engine.rules import DEFAULT_CATALOGUE_PATH, parse_rules
 
 EXIT_DIFFERENCES = 1
 EXIT_STRICT_REJECTIONS = 3
-EXIT_LOCKED = 4
 
 
 def _day(ctx, param, value):
@@ -39,11 +48,16 @@ def _month(ctx, param, value):
     return value
 
 
-def _fail(error: Exception):
-    if isinstance(error, BooksLocked):
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(EXIT_LOCKED)
-    raise click.ClickException(str(error).splitlines()[0] if str(error) else repr(error))
+@contextlib.contextmanager
+def expected_errors() -> Iterator[None]:
+    """Turns a :class:`LedgerError` into click's one-line ``Error:`` with its exit code."""
+    try:
+        yield
+    except LedgerError as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        exception = click.ClickException(message)
+        exception.exit_code = error.exit_code
+        raise exception from error
 
 
 books_argument = click.argument(
@@ -78,17 +92,13 @@ def main():
 )
 def init(books_dir: Path, currency: str, timezone: str):
     """Create empty books in DIR (which must be empty or not exist)."""
-    try:
+    if not currency.isalpha() or not currency.isupper() or not 2 <= len(currency) <= 10:
+        raise click.BadParameter("must be an upper-case code like EUR", param_hint="--currency")
+    with expected_errors():
         dates.load_zone(timezone)
-        if not currency.isalpha() or not currency.isupper() or not 2 <= len(currency) <= 10:
-            raise click.BadParameter("must be an upper-case code like EUR", param_hint="--currency")
         rules_text = DEFAULT_CATALOGUE_PATH.read_text(encoding="utf-8")
         parse_rules(rules_text)
-        books.init_books(books_dir, currency, timezone, rules_text)
-    except (BooksError, RulesError, ValueError, OSError, sqlite3.Error) as error:
-        if isinstance(error, click.BadParameter):
-            raise
-        _fail(error)
+        commit.create_books(books_dir, currency, timezone, rules_text)
     click.echo(f"Created books in {books_dir} ({currency}, {timezone}).")
 
 
@@ -127,12 +137,10 @@ class TerminalProgress:
 
 
 def _progress(enabled: bool):
-    from ledger_engine.post import NO_PROGRESS, Progress
-
     if not enabled:
-        return NO_PROGRESS, None
+        return post_command.NO_PROGRESS, None
     display = TerminalProgress()
-    return Progress(display.lines, display.customers), display
+    return post_command.Progress(display.lines, display.customers), display
 
 
 @main.command()
@@ -149,13 +157,10 @@ def _progress(enabled: bool):
 @wait_option
 def post(books_dir: Path, files, through, as_json: bool, strict: bool, wait_seconds: float):
     """Ingest event FILES (- for stdin) and post every day up to --through."""
-    from ledger_engine.post import post as run_post
-
     progress, display = _progress(not as_json and sys.stdout.isatty())
     try:
-        result = run_post(books_dir, files, through, progress, wait_seconds)
-    except (BooksError, RulesError, ValueError, OSError, sqlite3.Error) as error:
-        _fail(error)
+        with expected_errors():
+            result = post_command.post(books_dir, files, through, progress, wait_seconds)
     finally:
         if display is not None:
             display.close()
@@ -181,12 +186,8 @@ def post(books_dir: Path, files, through, as_json: bool, strict: bool, wait_seco
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def rejections(books_dir: Path, as_json: bool):
     """Show the quarantined events and their reasons."""
-    from ledger_engine.rejections import list_rejections
-
-    try:
-        rows = list_rejections(books_dir)
-    except (BooksError, ValueError, OSError, sqlite3.Error) as error:
-        _fail(error)
+    with expected_errors():
+        rows = reports.list_rejections(books_dir)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -207,12 +208,8 @@ def rejections(books_dir: Path, as_json: bool):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def transactions(books_dir: Path, customer: str, month: str | None, as_json: bool):
     """Show CUSTOMER's wallet history with the balance after each line."""
-    from ledger_engine.reports import wallet_history
-
-    try:
-        lines = wallet_history(books_dir, customer, month)
-    except (BooksError, LookupError, OSError, sqlite3.Error) as error:
-        _fail(error)
+    with expected_errors():
+        lines = reports.wallet_history(books_dir, customer, month)
     if as_json:
         click.echo(json.dumps(lines, indent=1))
         return
@@ -231,15 +228,8 @@ def transactions(books_dir: Path, customer: str, month: str | None, as_json: boo
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def reconcile(books_dir: Path, as_json: bool):
     """Check the books; exit 1 listing every difference found."""
-    from ledger_engine.reconcile import reconcile as run_reconcile
-
-    try:
-        if not books_dir.is_dir():
-            raise BooksError(f"{books_dir} holds no books")
-        with books.locked(books_dir):
-            report = run_reconcile(books_dir)
-    except (BooksError, ValueError, OSError, sqlite3.Error) as error:
-        _fail(error)
+    with expected_errors():
+        report = reconcile_command.reconcile(books_dir)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=1))
     else:
@@ -270,12 +260,8 @@ def reconcile(books_dir: Path, as_json: bool):
 @wait_option
 def close(books_dir: Path, month: str, wait_seconds: float):
     """Close calendar MONTH: seal its files and assert every balance after it."""
-    from ledger_engine.close import close_month
-
-    try:
-        result = close_month(books_dir, month, wait_seconds)
-    except (BooksError, ValueError, OSError, sqlite3.Error) as error:
-        _fail(error)
+    with expected_errors():
+        result = close_command.close_month(books_dir, month, wait_seconds)
     click.echo(
         f"Closed {result.month}: {result.files_sealed} files sealed "
         f"(seal {result.seal_sha256[:16]}), {result.balance_assertions} balance "

@@ -7,7 +7,6 @@ the caller's open transaction, so an interrupted run leaves no event half-ingest
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -15,15 +14,15 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 from zoneinfo import ZoneInfo
 
-import orjson
 import sqlite_utils
 
-from ledger_engine import events as ev
-from ledger_engine import store
-from ledger_engine.books import sha256_file as books_sha256_file
-from ledger_engine.store import INSERT_BATCH_SIZE
+from ledger_engine.books.files import sha256_file
+from ledger_engine.core import events
+from ledger_engine.core.errors import InputFileError
+from ledger_engine.core.model import ID_CONFLICT, Line, Rejection
+from ledger_engine.store import queries
+from ledger_engine.store.db import INSERT_BATCH_SIZE
 
-LOOKUP_CHUNK = 900  # ids per "IN (...)" query, under SQLite's parameter limit
 STDIN_NAME = "<stdin>"
 
 
@@ -49,56 +48,6 @@ class _HashingReader:
         return data
 
 
-EVENT_INSERT = (
-    "INSERT INTO events (id, type, customer, at, day, fields, content_sha, raw, file, line, "
-    "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-TYPED_START = ev.Event._fields.index("day") + 1
-
-
-def _event_row(event: ev.Event, line: ev.Line, run_id: int) -> tuple:
-    fields = orjson.dumps(event[TYPED_START:]).decode()
-    return (
-        event.id,
-        event.type,
-        event.customer,
-        event.at,
-        event.day.isoformat(),
-        fields,
-        line.content_sha,
-        line.raw,
-        line.file,
-        line.number,
-        run_id,
-    )
-
-
-def _quarantine_row(line: ev.Line, rejection: ev.Rejection, run_id: int) -> dict:
-    return {
-        "run_id": run_id,
-        "file": line.file,
-        "line": line.number,
-        "reason": rejection.reason,
-        "field": rejection.field,
-        "detail": rejection.detail,
-        "event_id": rejection.event_id,
-        "raw": line.raw,
-        "raw_sha": hashlib.sha256(line.raw.encode("utf-8", "replace")).hexdigest(),
-    }
-
-
-def _known_shas(db: sqlite_utils.Database, ids: list[str]) -> dict[str, str]:
-    known: dict[str, str] = {}
-    for start in range(0, len(ids), LOOKUP_CHUNK):
-        chunk = ids[start : start + LOOKUP_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        for event_id, sha in db.execute(
-            f"SELECT id, content_sha FROM events WHERE id IN ({marks})", chunk
-        ):
-            known[event_id] = sha
-    return known
-
-
 class _Ingester:
     def __init__(self, db: sqlite_utils.Database, run_id: int, currency: str, zone: ZoneInfo):
         self.db = db
@@ -111,41 +60,39 @@ class _Ingester:
         self.rejected: Counter = Counter()
         self.customers: set[str] = set()
 
-    def flush(self, batch: list[ev.Line]) -> None:
-        events = [line for line in batch if line.event is not None]
-        known = _known_shas(self.db, list({line.event.id for line in events}))
+    def flush(self, batch: list[Line]) -> None:
+        valid = [line for line in batch if line.event is not None]
+        known = queries.known_event_shas(self.db, list({line.event.id for line in valid}))
         rows, quarantined = [], []
         for line in batch:
             if line.event is None:
-                quarantined.append(_quarantine_row(line, line.rejection, self.run_id))
+                quarantined.append(queries.quarantine_row(line, line.rejection, self.run_id))
                 self.rejected[line.rejection.reason] += 1
                 continue
-            event = line.event
-            sha = known.get(event.id)
+            sha = known.get(line.event.id)
             if sha == line.content_sha:
                 self.duplicates += 1
             elif sha is not None:
-                conflict = ev.Rejection(
-                    ev.ID_CONFLICT, "id", "id already ingested with other content", event.id
+                conflict = Rejection(
+                    ID_CONFLICT, "id", "id already ingested with other content", line.event.id
                 )
-                quarantined.append(_quarantine_row(line, conflict, self.run_id))
-                self.rejected[ev.ID_CONFLICT] += 1
+                quarantined.append(queries.quarantine_row(line, conflict, self.run_id))
+                self.rejected[ID_CONFLICT] += 1
             else:
-                known[event.id] = line.content_sha
-                rows.append(_event_row(event, line, self.run_id))
-                self.customers.add(event.customer)
+                known[line.event.id] = line.content_sha
+                rows.append(queries.event_row(line, self.run_id))
+                self.customers.add(line.event.customer)
         if rows:
-            self.db.conn.executemany(EVENT_INSERT, rows)
+            queries.insert_events(self.db, rows)
             self.new_events += len(rows)
         if quarantined:
-            # The same bad line read again (a re-run) is counted again but stored once.
-            store.insert_dicts(self.db, "quarantine", quarantined, "OR IGNORE")
+            queries.insert_quarantine(self.db, quarantined)
 
-    def ingest_stream(self, stream: BinaryIO, name: str, progress: Callable[[int], None]):
-        batch: list[ev.Line] = []
-        for number, raw in ev.read_lines(stream):
+    def ingest_stream(self, stream, name: str, progress: Callable[[int], None]) -> None:
+        batch: list[Line] = []
+        for number, raw in events.read_lines(stream):
             self.read += 1
-            batch.append(ev.check_line(raw, name, number, self.currency, self.zone))
+            batch.append(events.check_line(raw, name, number, self.currency, self.zone))
             if len(batch) >= INSERT_BATCH_SIZE:
                 self.flush(batch)
                 progress(len(batch))
@@ -154,25 +101,18 @@ class _Ingester:
         progress(len(batch))
 
 
-def _known_input(db: sqlite_utils.Database, sha256: str) -> tuple | None:
-    return db.execute(
-        "SELECT sha256, lines, valid, rejected FROM input_files WHERE sha256 = ?", [sha256]
-    ).fetchone()
-
-
-def _replay_known_input(ingester: _Ingester, path: str, known: tuple, progress) -> dict:
+def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInput, progress):
     """Counts a file whose exact bytes an earlier run ingested, without parsing it again.
 
     Every schema-valid line of it is now a duplicate (or the same id conflict as before),
     and every schema-rejected line gets the same verdict again (quarantine keeps one record).
     """
-    sha256, lines, valid, rejected = known
-    ingester.read += lines
-    rejected = Counter(json.loads(rejected))
-    ingester.duplicates += valid - rejected.get(ev.ID_CONFLICT, 0)
+    ingester.read += known.lines
+    rejected = Counter(known.rejected)
+    ingester.duplicates += known.valid - rejected.get(ID_CONFLICT, 0)
     ingester.rejected.update(rejected)
-    progress(lines)
-    return {"file": path, "sha256": sha256, "lines": lines, "already_ingested": True}
+    progress(known.lines)
+    return {"file": path, "sha256": known.sha256, "lines": known.lines, "already_ingested": True}
 
 
 def _ingest_one(ingester: _Ingester, stream: BinaryIO, name: str, progress) -> dict:
@@ -182,13 +122,22 @@ def _ingest_one(ingester: _Ingester, stream: BinaryIO, name: str, progress) -> d
     ingester.ingest_stream(reader, name, progress)
     sha256 = reader.sha.hexdigest()
     rejected = ingester.rejected - rejected_before
-    valid = ingester.new_events + ingester.duplicates - valid_before + rejected[ev.ID_CONFLICT]
-    ingester.db.execute(
-        "INSERT OR IGNORE INTO input_files (sha256, lines, valid, rejected, first_name) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [sha256, ingester.read - read, valid, json.dumps(dict(rejected)), name],
-    )
+    valid = ingester.new_events + ingester.duplicates - valid_before + rejected[ID_CONFLICT]
+    queries.record_input(ingester.db, sha256, ingester.read - read, valid, dict(rejected), name)
     return {"file": name, "sha256": sha256, "lines": ingester.read - read}
+
+
+def _ingest_path(ingester: _Ingester, path: str, progress) -> dict:
+    if path == "-":
+        return _ingest_one(ingester, sys.stdin.buffer, STDIN_NAME, progress)
+    try:
+        known = queries.known_input(ingester.db, sha256_file(Path(path)))
+        if known is not None:
+            return _replay_known_input(ingester, path, known, progress)
+        with Path(path).open("rb") as stream:
+            return _ingest_one(ingester, stream, path, progress)
+    except OSError as error:
+        raise InputFileError(f"cannot read {path}: {error.strerror or error}") from error
 
 
 def ingest_files(
@@ -211,19 +160,12 @@ def ingest_files(
 
     Returns:
         Counts, the customers whose events changed, and the inputs' SHA-256.
+
+    Raises:
+        InputFileError: an input file cannot be read.
     """
     ingester = _Ingester(db, run_id, currency, zone)
-    inputs = []
-    for path in paths:
-        if path == "-":
-            inputs.append(_ingest_one(ingester, sys.stdin.buffer, STDIN_NAME, progress))
-            continue
-        known = _known_input(db, books_sha256_file(Path(path)))
-        if known is not None:
-            inputs.append(_replay_known_input(ingester, path, known, progress))
-            continue
-        with Path(path).open("rb") as stream:
-            inputs.append(_ingest_one(ingester, stream, path, progress))
+    inputs = [_ingest_path(ingester, path, progress) for path in paths]
     return IngestResult(
         read=ingester.read,
         new_events=ingester.new_events,

@@ -1,8 +1,10 @@
 """Reconcile (SPEC §6): prove the books consistent without trusting the code that wrote them.
 
-Each check returns a list of :class:`Difference` values (errors are values); ``reconcile``
-runs them all, in a fixed order, and never stops at the first problem.  It reads only: a
-torn tail left by an interrupted run is reported, and repaired by the next ``post``.
+Each check in :data:`CHECKS` returns a list of :class:`Difference` values (errors are values);
+:func:`reconcile` runs them all, in that order, and never stops at the first problem.  It
+reads only: a torn tail left by an interrupted run is reported, and repaired by the next
+``post``.  Numbers read from the journals are parsed, never asserted: a number finer than a
+cent is a difference like any other.
 """
 
 from __future__ import annotations
@@ -10,17 +12,19 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 import sqlite_utils
 from beancount import loader
 
-from ledger_engine import accounts, books, post, store
-from ledger_engine.money import decimal_to_cents, format_cents
-
-os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")  # no .picklecache in the books
+from ledger_engine import commit
+from ledger_engine.books import layout
+from ledger_engine.books.files import journal_files_on_disk, sha256_file
+from ledger_engine.core import accounts
+from ledger_engine.core.money import exact_cents, format_cents
+from ledger_engine.store import queries
 
 
 class Difference(NamedTuple):
@@ -49,59 +53,47 @@ class Report(NamedTuple):
         }
 
 
+def _file_difference(books_dir: Path, relative: str, recorded) -> Difference | None:
+    path = books_dir / relative
+    what = "sealed file" if recorded.sealed else "journal file"
+    if not path.exists():
+        return Difference("files", f"{what} is missing", relative)
+    size = path.stat().st_size
+    if size > recorded.length and sha256_file(path, recorded.length) == recorded.sha256:
+        return Difference(
+            "files",
+            "uncommitted tail left by an interrupted run (the next post removes it)",
+            relative,
+            expected=str(recorded.length),
+            found=str(size),
+        )
+    found = sha256_file(path)
+    if found != recorded.sha256:
+        message = f"{what} changed since it was written"
+        return Difference("files", message, relative, expected=recorded.sha256, found=found)
+    return None
+
+
 def check_file_hashes(books_dir: Path, db: sqlite_utils.Database) -> list[Difference]:
     """Every journal file is byte-for-byte what the store recorded (sealed ones included)."""
-    differences = []
-    recorded = {
-        row[0]: row[1:]
-        for row in db.execute("SELECT path, length, sha256, sealed FROM journal_files")
-    }
-    for relative, (length, sha, sealed) in sorted(recorded.items()):
-        path = books_dir / relative
-        what = "sealed file" if sealed else "journal file"
-        if not path.exists():
-            differences.append(Difference("files", f"{what} is missing", relative))
-            continue
-        size = path.stat().st_size
-        if size > length and books.sha256_file(path, length) == sha:
-            differences.append(
-                Difference(
-                    "files",
-                    "uncommitted tail left by an interrupted run (the next post removes it)",
-                    relative,
-                    expected=str(length),
-                    found=str(size),
-                )
-            )
-        elif books.sha256_file(path) != sha:
-            differences.append(
-                Difference(
-                    "files",
-                    f"{what} changed since it was written",
-                    relative,
-                    expected=sha,
-                    found=books.sha256_file(path),
-                )
-            )
-    for relative in books.journal_files_on_disk(books_dir):
+    recorded = queries.recorded_files(db)
+    differences = [
+        difference
+        for relative, file in sorted(recorded.items())
+        if (difference := _file_difference(books_dir, relative, file)) is not None
+    ]
+    for relative in journal_files_on_disk(books_dir):
         if relative not in recorded:
             differences.append(Difference("files", "journal file unknown to the store", relative))
     return differences
 
 
-def check_run_chain(db: sqlite_utils.Database) -> list[Difference]:
+def check_run_chain(books_dir: Path, db: sqlite_utils.Database) -> list[Difference]:
     """The run log's hash chain is intact."""
     differences = []
     previous = "0" * 64
-    for row in db.execute("SELECT * FROM runs ORDER BY run_id").fetchall():
-        run = dict(
-            zip(
-                [c[0] for c in db.execute("SELECT * FROM runs LIMIT 0").description],
-                row,
-                strict=True,
-            )
-        )
-        if run["prev_hash"] != previous or post.run_hash(run) != run["hash"]:
+    for run in queries.runs(db):
+        if run["prev_hash"] != previous or queries.run_hash(run) != run["hash"]:
             differences.append(
                 Difference(
                     "run_log",
@@ -115,39 +107,45 @@ def check_run_chain(db: sqlite_utils.Database) -> list[Difference]:
 
 
 def _load(path: Path) -> tuple[list, list[Difference]]:
+    # beancount writes a .picklecache beside a journal that loads slowly; not in the books.
+    os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
     entries, errors, _ = loader.load_file(str(path))
-    relative = path.name
     return entries, [
         Difference(
             "load",
             str(error.message).splitlines()[0],
-            (error.source or {}).get("filename", str(relative)),
+            (error.source or {}).get("filename", path.name),
         )
         for error in errors
     ]
 
 
-def _sums(entries: Iterable, mapper=lambda account: account) -> dict[tuple[str, str], int]:
-    totals: dict[tuple[str, str], int] = defaultdict(int)
+Sums = dict[tuple[str, str], int]  # (day, account) -> cents
+
+
+def _sums(entries: Iterable, file: str) -> tuple[Sums, list[Difference]]:
+    """Posting sums per day and account of loaded entries; a number finer than a cent is
+    a difference (and left out of the sums)."""
+    totals: Sums = defaultdict(int)
+    differences = []
     for entry in entries:
         for posting in getattr(entry, "postings", None) or ():
-            key = (entry.date.isoformat(), mapper(posting.account))
-            totals[key] += decimal_to_cents(posting.units.number)
-    return totals
+            cents = exact_cents(posting.units.number) if posting.units else None
+            day = entry.date.isoformat()
+            if cents is None:
+                differences.append(
+                    Difference(
+                        "amounts",
+                        f"amount {posting.units} is not a whole number of cents",
+                        file, posting.account, day,
+                    )  # fmt: skip
+                )
+                continue
+            totals[(day, posting.account)] += cents
+    return totals, differences
 
 
-def _store_sums(db, where: str, params, mapper=lambda a: a) -> dict[tuple[str, str], int]:
-    totals: dict[tuple[str, str], int] = defaultdict(int)
-    for day, account, cents in db.execute(
-        f"SELECT effective_day, account, sum(amount) FROM postings WHERE {where} "
-        "GROUP BY effective_day, account",
-        params,
-    ):
-        totals[(day, mapper(account))] += cents
-    return totals
-
-
-def _compare(check: str, expected: dict, found: dict, file_of, label: str) -> list[Difference]:
+def _compare(check: str, expected: Sums, found: Sums, file_of: Callable, label: str):
     differences = []
     for key in sorted(set(expected) | set(found)):
         want, have = expected.get(key, 0), found.get(key, 0)
@@ -167,60 +165,58 @@ def _compare(check: str, expected: dict, found: dict, file_of, label: str) -> li
     return differences
 
 
-def check_journals(books_dir: Path, db: sqlite_utils.Database) -> tuple[list[Difference], int]:
+def subledger_roots(books_dir: Path, db: sqlite_utils.Database) -> list[tuple[str, str]]:
+    """``(customer, segment)`` of every customer whose subledger root exists."""
+    return [
+        (customer, segment)
+        for customer, segment in queries.customers(db)
+        if (books_dir / layout.customer_root_path(segment)).exists()
+    ]
+
+
+def _check_subledger(books_dir: Path, db, customer: str, segment: str, summed: Sums):
+    entries, differences = _load(books_dir / layout.customer_root_path(segment))
+    sub, amount_differences = _sums(entries, layout.customer_root_path(segment))
+    differences += amount_differences
+    differences += _compare(
+        "subledger_vs_store",
+        queries.posting_sums(db, "sub", customer),
+        sub,
+        lambda day: layout.customer_month_path(segment, day[:7]),
+        f"subledger of {customer} vs store",
+    )
+    for (day, account), cents in sub.items():
+        summed[(day, accounts.control_account(account))] += cents
+    return differences
+
+
+def check_journals(books_dir: Path, db: sqlite_utils.Database) -> list[Difference]:
     """Every journal loads cleanly; GL = sum of subledgers = store, per account and day."""
-    differences = []
-    gl_entries, errors = _load(books_dir / books.LEDGER_NAME)
-    differences += errors
-    gl = _sums(gl_entries)
+    gl_entries, differences = _load(books_dir / layout.LEDGER_NAME)
+    gl, amount_differences = _sums(gl_entries, layout.LEDGER_NAME)
+    differences += amount_differences
+
+    def gl_file(day: str) -> str:
+        return layout.gl_month_path(day[:7])
+
+    store_gl = queries.posting_sums(db, "gl")
+    differences += _compare("gl_vs_store", store_gl, gl, gl_file, "general ledger vs store")
+    summed: Sums = defaultdict(int)
+    for customer, segment in subledger_roots(books_dir, db):
+        differences += _check_subledger(books_dir, db, customer, segment, summed)
     differences += _compare(
-        "gl_vs_store",
-        _store_sums(db, "ledger = 'gl'", []),
-        gl,
-        lambda day: books.gl_month_path(day[:7]),
-        "general ledger vs store",
+        "gl_vs_subledgers", gl, summed, gl_file, "general ledger vs sum of subledgers"
     )
-    summed: dict[tuple[str, str], int] = defaultdict(int)
-    customers = db.execute("SELECT customer, segment FROM customers").fetchall()
-    loaded = 0
-    for customer, segment in customers:
-        root = books_dir / books.customer_root_path(segment)
-        if not root.exists():
-            continue
-        loaded += 1
-        entries, errors = _load(root)
-        differences += errors
-        sub = _sums(entries)
-        differences += _compare(
-            "subledger_vs_store",
-            _store_sums(db, "customer = ? AND ledger = 'sub'", [customer]),
-            sub,
-            lambda day, s=segment: books.customer_month_path(s, day[:7]),
-            f"subledger of {customer} vs store",
-        )
-        for (day, account), cents in sub.items():
-            summed[(day, accounts.control_account(account))] += cents
-    differences += _compare(
-        "gl_vs_subledgers",
-        gl,
-        summed,
-        lambda day: books.gl_month_path(day[:7]),
-        "general ledger vs sum of subledgers",
-    )
-    return differences, loaded
+    return differences
 
 
-def check_rating(db: sqlite_utils.Database) -> list[Difference]:
+def check_rating(books_dir: Path, db: sqlite_utils.Database) -> list[Difference]:
     """Accepted usage is rated, rated conversations are posted once, lots match wallets."""
-    differences = []
-    for (event_id,) in db.execute(
-        "SELECT e.id FROM v_events e LEFT JOIN verdicts v ON v.event_id = e.id "
-        "LEFT JOIN conversations c ON c.customer = e.customer "
-        "AND c.conversation = e.conversation WHERE e.type = 'ai_usage' "
-        "AND e.feature != 'playground' AND v.event_id IS NULL AND c.conversation IS NULL"
-    ):
-        differences.append(Difference("rating", f"accepted usage event {event_id} is not rated"))
-    for row in db.execute("SELECT * FROM v_usage_vs_postings"):
+    differences = [
+        Difference("rating", f"accepted usage event {event_id} is not rated")
+        for event_id in queries.unrated_usage_events(db)
+    ]
+    for row in queries.usage_vs_postings(db):
         differences.append(
             Difference(
                 "usage_vs_postings",
@@ -230,7 +226,7 @@ def check_rating(db: sqlite_utils.Database) -> list[Difference]:
                 found=json.dumps(row[3::2]),
             )
         )
-    for customer, wallet, lots, _ in db.execute("SELECT * FROM v_wallet_balances"):
+    for customer, wallet, lots, _ in queries.wallet_balances(db):
         if wallet != lots:
             differences.append(
                 Difference(
@@ -243,26 +239,21 @@ def check_rating(db: sqlite_utils.Database) -> list[Difference]:
     return differences
 
 
+# The checks, in the order they run and report.
+CHECKS = (check_file_hashes, check_run_chain, check_journals, check_rating)
+
+
 def reconcile(books_dir: Path) -> Report:
-    """Runs every check of SPEC §6 on the books; never modifies them."""
-    db = store.open_store(books_dir)
-    try:
-        if set(store.VIEWS) - set(db.view_names()):
-            store.create_views(db)  # books made before a view existed
-        differences = check_file_hashes(books_dir, db)
-        differences += check_run_chain(db)
-        journal_differences, loaded = check_journals(books_dir, db)
-        differences += journal_differences
-        differences += check_rating(db)
+    """Runs every check of SPEC §6 on the books (holding their lock); never modifies them."""
+    with commit.reading(books_dir) as db:
+        queries.ensure_views(db)
+        differences = [difference for check in CHECKS for difference in check(books_dir, db)]
+        counts = queries.counts(db)
         checked = {
-            "journal_files": db.execute("SELECT count(*) FROM journal_files").fetchone()[0],
-            "subledgers": loaded,
-            "runs": db.execute("SELECT count(*) FROM runs").fetchone()[0],
-            "conversations": db.execute("SELECT count(*) FROM conversations").fetchone()[0],
-            "sealed_files": db.execute(
-                "SELECT count(*) FROM journal_files WHERE sealed = 1"
-            ).fetchone()[0],
+            "journal_files": counts["journal_files"],
+            "subledgers": len(subledger_roots(books_dir, db)),
+            "runs": counts["runs"],
+            "conversations": counts["conversations"],
+            "sealed_files": counts["sealed_files"],
         }
-        return Report(tuple(differences), checked)
-    finally:
-        db.close()
+    return Report(tuple(differences), checked)

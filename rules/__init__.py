@@ -14,14 +14,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NamedTuple
 
+from ledger_engine.core.errors import RulesError
+from ledger_engine.core.model import PLANS as PLAN_NAMES
+from ledger_engine.core.model import RATED_FEATURES as FEATURES
+
 DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("catalogue.toml")
-PLAN_NAMES = ("trial", "essentials", "boost", "pro", "enterprise")
-FEATURES = ("suggested_reply", "autopilot")
 CENT = Decimal("0.01")
-
-
-class RulesError(ValueError):
-    """The rules file is unreadable or incomplete."""
+__all__ = ["RulesError", "PLAN_NAMES", "FEATURES"]  # re-exported for readers of the rules
 
 
 class Plan(NamedTuple):

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 from beancount import loader
+from ledger_engine.rules import DEFAULT_CATALOGUE_PATH
 
-from ledger_engine import books as books_module
+from ledger_engine.commit import create_books
 from ledger_engine.post import post
-from rules import DEFAULT_CATALOGUE_PATH
 
 os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
 
 
 def init_books(path: Path, timezone: str = "UTC", currency: str = "EUR") -> Path:
     rules_text = DEFAULT_CATALOGUE_PATH.read_text(encoding="utf-8")
-    books_module.init_books(path, currency, timezone, rules_text)
+    create_books(path, currency, timezone, rules_text)
     return path
 
 
@@ -72,7 +72,7 @@ def balances(path: Path) -> dict[str, Decimal]:
 
 
 def customer_root(books_dir: Path, customer: str) -> Path:
-    from ledger_engine.accounts import customer_segment
+    from ledger_engine.core.accounts import customer_segment
 
     return books_dir / "customers" / customer_segment(customer) / "customer.beancount"
 

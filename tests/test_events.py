@@ -10,8 +10,9 @@ import sqlite3
 import pytest
 from conftest import sub, use
 
-from ledger_engine import events as ev
-from ledger_engine.dates import load_zone
+from ledger_engine.core import events as ev
+from ledger_engine.core.dates import load_zone
+from ledger_engine.core.model import Rejection
 
 UTC = load_zone("UTC")
 GOOD = {
@@ -24,7 +25,7 @@ GOOD = {
 }
 
 
-def check(document) -> ev.Rejection | None:
+def check(document) -> Rejection | None:
     raw = document if isinstance(document, bytes) else json.dumps(document).encode()
     return ev.check_line(raw, "f.jsonl", 1, "EUR", UTC).rejection
 
@@ -214,7 +215,7 @@ def test_bad_lines_do_not_stop_good_ones(poster, books):
 
 
 def test_a_file_already_ingested_is_counted_without_parsing_and_the_same(poster, books):
-    from ledger_engine import events as events_module
+    from ledger_engine.core import events as events_module
 
     lines = [
         sub("acme", "2026-11-01T08:00:00Z", "boost", id="s"),
@@ -253,7 +254,7 @@ def test_the_fast_utc_key_equals_the_general_one():
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from ledger_engine import dates
+    from ledger_engine.core import dates
 
     @given(
         moment=st.datetimes(

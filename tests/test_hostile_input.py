@@ -12,8 +12,9 @@ from conftest import init_books, sub, use
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_engine import events as ev
-from ledger_engine.dates import load_zone
+from ledger_engine.core import events as ev
+from ledger_engine.core.dates import load_zone
+from ledger_engine.core.model import ALL_REASONS
 
 UTC = load_zone("UTC")
 KEYS = [
@@ -77,7 +78,7 @@ def test_any_bytes_become_an_event_or_a_rejection(raw):
     line = ev.check_line(raw, "f", 1, "EUR", UTC)
     assert (line.event is None) != (line.rejection is None)
     if line.rejection:
-        assert line.rejection.reason in ev.ALL_REASONS
+        assert line.rejection.reason in ALL_REASONS
 
 
 @settings(max_examples=400, deadline=None)

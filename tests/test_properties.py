@@ -12,7 +12,7 @@ from conftest import Poster, balances, init_books, journal_bytes, load_clean
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger_engine import accounts
+from ledger_engine.core import accounts
 
 CUSTOMERS = ("alpha", "beta")
 START = datetime.datetime(2026, 11, 1, 8, tzinfo=datetime.UTC)

@@ -14,8 +14,9 @@ import time
 import pytest
 from conftest import init_books, journal_bytes, sub, use
 
-from ledger_engine import books as books_module
+from ledger_engine.books import files as books_module
 from ledger_engine.close import close_month
+from ledger_engine.core.errors import BooksLocked, BooksWriteError
 from ledger_engine.post import post
 from ledger_engine.reconcile import reconcile
 
@@ -121,7 +122,7 @@ def test_disk_full_ends_the_run_with_an_error_and_no_partial_state(tmp_path, mon
         return real_write(descriptor, data)
 
     monkeypatch.setattr(os, "write", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(BooksWriteError, match="No space left"):
         post(books, [str(night(tmp_path / "n.jsonl"))], THROUGH)
     monkeypatch.setattr(os, "write", real_write)
     assert journal_bytes(books) == before
@@ -133,11 +134,11 @@ def test_disk_full_through_the_cli_is_one_error_line(tmp_path):
     books = init_books(tmp_path / "books")
     code = (
         "import errno, os, sys\n"
-        "from ledger_engine import books\n"
+        "from ledger_engine.books import files\n"
         "def hook(label):\n"
         "    if label == 'sync directories':\n"
         "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
-        "books.WRITE_POINT_HOOK = hook\n"
+        "files.WRITE_POINT_HOOK = hook\n"
         "from ledger_engine.cli import main\n"
         "sys.exit(main())\n"
     )
@@ -239,7 +240,7 @@ def test_a_second_run_waits_or_exits_4(tmp_path, reference):
         assert waiting.poll() is None  # still waiting for the lock
     _, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0, err
-    with books_module.locked(books), pytest.raises(books_module.BooksLocked):
+    with books_module.locked(books), pytest.raises(BooksLocked):
         close_month(books, "2026-11")
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import load_clean
 
+from ledger_engine.books.layout import QUERIES
 from ledger_engine.reconcile import reconcile
-from ledger_engine.reports import QUERIES
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_books" / "books"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from test_properties import wallets_never_negative
 
-from ledger_engine import books as books_module
+from ledger_engine.books import files as books_module
 from ledger_engine.reconcile import reconcile
 
 CUSTOMERS = ("ann", "bob")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import D, customer_balances, money_event, sub, use
 
 from ledger_engine.cli import main
-from ledger_engine.wallet import short_hash
+from ledger_engine.core.wallet import short_hash
 
 NO_AUTO = {"enabled": False}
 

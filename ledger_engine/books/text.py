@@ -1,8 +1,10 @@
-"""Beancount text: root files, open directives and transactions, written with f-strings.
+"""All Beancount syntax the engine writes, one function per directive, with f-strings.
 
-Names are validated once here (accounts, metadata keys, links) instead of going through
-``format_entry`` for every entry, which is ten times slower (BEANCOUNT_NOTES.md).  Tests
-re-parse what this module writes with beancount's own loader.
+Root headers, ``open``, ``include``, transactions (subledger entries and GL summaries),
+``balance`` assertions, the ``custom "closed"`` entry and ``query`` directives: no other
+module writes Beancount text.  Names are validated once here (metadata keys, links) instead
+of going through beancount's ``format_entry`` for every entry, which measured ten times
+slower.  Tests re-parse what this module writes with beancount's own loader.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import datetime
 import re
 from collections.abc import Iterable
 
-from ledger_engine import accounts
-from ledger_engine.money import format_cents
-from ledger_engine.planner import NewTxn
+from ledger_engine.core import accounts
+from ledger_engine.core.model import GlSummary, NewEntry
+from ledger_engine.core.money import format_cents
 
 OPEN_DATE = datetime.date(1970, 1, 1)  # every account is open before any event can be
 META_KEY_PATTERN = re.compile(r"^[a-z][a-zA-Z0-9_-]+$")
@@ -109,21 +111,65 @@ def transaction_text(
     return "\n".join(lines) + "\n\n"
 
 
-def subledger_text(txn: NewTxn, gl_link: str | None, currency: str) -> str:
-    meta: list[tuple[str, object]] = [("txn", txn.txn_id)]
-    if txn.corrects:
-        meta.append(("corrects", txn.corrects))
-    if txn.late:
-        meta.extend([("late", True), ("original-day", txn.orig_day)])
-    elif txn.late_event:
+def subledger_text(entry: NewEntry, gl_link: str | None, currency: str) -> str:
+    """A customer's transaction: its id, what it corrects, why it is late, its own meta."""
+    meta: list[tuple[str, object]] = [("txn", entry.txn_id)]
+    if entry.corrects:
+        meta.append(("corrects", entry.corrects))
+    if entry.moved_from_closed_month:
+        meta.extend([("late", True), ("original-day", entry.orig_day)])
+    elif entry.for_already_posted_day:
         meta.append(("late-event", True))
-    meta.extend(txn.meta)
-    links = [txn.link] + ([gl_link] if gl_link else [])
-    narration = txn.narration if txn.corrects is None else f"Correction: {txn.narration}"
+    meta.extend(entry.meta)
+    links = [entry.link] + ([gl_link] if gl_link else [])
+    narration = entry.narration if entry.corrects is None else f"Correction: {entry.narration}"
     return transaction_text(
-        txn.effective_day, txn.customer, narration, links, meta, txn.postings, currency
+        entry.effective_day, entry.customer, narration, links, meta, entry.postings, currency
+    )
+
+
+GL_PAYEE = "General ledger"
+GL_NARRATION = "Daily summary of the customer subledgers"
+
+
+def gl_summary_text(summary: GlSummary, currency: str) -> str:
+    """A day's GL summary, linked to every subledger entry it sums."""
+    entries = summary.entries
+    meta: list[tuple[str, object]] = [
+        ("txn", summary.link),
+        ("run", summary.run_id),
+        ("subledger-transactions", len(entries)),
+        ("customers", len({entry.customer for entry in entries})),
+    ]
+    moved = [entry for entry in entries if entry.moved_from_closed_month]
+    if moved:
+        # Corrections of closed months, dated here; their own days are in the subledger.
+        meta.append(("late-transactions", len(moved)))
+        meta.append(("original-days", " ".join(sorted({str(e.orig_day) for e in moved}))))
+    return transaction_text(
+        summary.day, GL_PAYEE, GL_NARRATION, [summary.link], meta, summary.postings, currency
     )
 
 
 def gl_accounts_text(currency: str) -> str:
     return "".join(open_directive(account, currency) for account in accounts.GL_ACCOUNTS)
+
+
+def balance_assertions(
+    day: datetime.date, names: Iterable[str], totals: dict[str, int], currency: str
+) -> str:
+    """``balance`` directives for ``names`` on ``day`` (an account not in totals is zero)."""
+    lines = [
+        f"{day} balance {name}  {format_cents(totals.get(name, 0))} {currency}\n"
+        for name in names
+    ]
+    return "".join(lines) + "\n"
+
+
+def closed_entry(day: datetime.date, month: str, meta: Iterable[tuple[str, object]]) -> str:
+    """The ``custom "closed"`` entry that records a month's seal in the GL."""
+    return "\n".join([f'{day} custom "closed" {quote(month)}', *meta_lines(meta)]) + "\n\n"
+
+
+def query_directive(name: str, sql: str) -> str:
+    return f"{OPEN_DATE} query {quote(name)} {quote(sql)}\n"

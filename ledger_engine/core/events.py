@@ -1,22 +1,36 @@
 """Events in: the JSON Lines reader and the schema checks of SPEC §2.
 
-A line becomes either an :class:`Event` (schema-valid; rating may still reject it later) or
-a :class:`Rejection` with a stable reason code.  Checks run in a fixed, documented order so
-that one bad line always gets the same reason.  Nothing here touches the store.
+A line becomes either an ``Event`` (schema-valid; rating may still reject it later) or a
+``Rejection`` with a stable reason code (both in :mod:`ledger_engine.core.model`).  Checks
+run in a fixed, documented order so that one bad line always gets the same reason.  Nothing
+here touches the store.
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import re
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 import orjson
 
-from ledger_engine import dates
+from ledger_engine.core import dates
+from ledger_engine.core.model import (
+    AI_FEATURES,
+    CHANNELS,
+    CURRENCY_MISMATCH,
+    EVENT_TYPES,
+    INTERVALS,
+    INVALID_FIELD,
+    MALFORMED_JSON,
+    PLANS,
+    UNKNOWN_TYPE,
+    Event,
+    Line,
+    Rejection,
+)
 
 # Named limits (SPEC §2 and the reliability issue): anything longer is quarantined.
 LINE_BYTES_MAX = 64 * 1024
@@ -27,82 +41,13 @@ INCLUDED_MAX = 100_000_000
 AT_YEAR_MIN = 1970
 AT_YEAR_MAX = 9998
 
-EVENT_TYPES = (
-    "subscription",
-    "cancellation",
-    "ai_usage",
-    "top_up",
-    "channel_usage",
-    "payment",
-)
-PLANS = ("trial", "essentials", "boost", "pro", "enterprise")
-INTERVALS = ("monthly", "annual")
-AI_FEATURES = ("suggested_reply", "autopilot", "playground")
-CHANNELS = ("sms", "whatsapp", "voice")
 CUSTOMER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MONEY_PATTERN = re.compile(r"^-?\d{1,15}(\.\d{1,2})?$")
 
-# Reason codes (stable: scripts and the README rely on them).
-MALFORMED_JSON = "malformed_json"
-INVALID_FIELD = "invalid_field"
-UNKNOWN_TYPE = "unknown_type"
-CURRENCY_MISMATCH = "currency_mismatch"
-ID_CONFLICT = "id_conflict"
-UNKNOWN_CUSTOMER = "unknown_customer"
-NO_ACTIVE_SUBSCRIPTION = "no_active_subscription"
-FEATURE_NOT_IN_PLAN = "feature_not_in_plan"
-TRIAL_LIMIT_REACHED = "trial_limit_reached"
-SCHEMA_REASONS = (MALFORMED_JSON, INVALID_FIELD, UNKNOWN_TYPE, CURRENCY_MISMATCH)
-RATING_REASONS = (
-    UNKNOWN_CUSTOMER,
-    NO_ACTIVE_SUBSCRIPTION,
-    FEATURE_NOT_IN_PLAN,
-    TRIAL_LIMIT_REACHED,
-)
-ALL_REASONS = SCHEMA_REASONS + (ID_CONFLICT,) + RATING_REASONS
-
-
-class Event(NamedTuple):
-    """A schema-valid event.  Money is in integer cents; ``at`` is a sortable UTC key."""
-
-    id: str
-    type: str
-    customer: str
-    at: str
-    day: datetime.date
-    feature: str | None = None
-    conversation: str | None = None
-    plan: str | None = None
-    interval: str | None = None
-    commitment: int = 0
-    auto_enabled: bool | None = None
-    auto_amount: int | None = None
-    auto_threshold: int | None = None
-    included: int | None = None
-    unit_price: int | None = None
-    amount: int | None = None
-    channel: str | None = None
-
-
-class Rejection(NamedTuple):
-    reason: str
-    field: str | None
-    detail: str
-    event_id: str | None = None
-
-
-class Line(NamedTuple):
-    """One input line and what the schema checks made of it."""
-
-    file: str
-    number: int
-    raw: str
-    event: Event | None
-    content_sha: str | None
-    rejection: Rejection | None
-
 
 class InvalidField(Exception):
+    """Raised inside the checks of one line; becomes an ``invalid_field`` rejection."""
+
     def __init__(self, field: str, detail: str):
         super().__init__(detail)
         self.field = field

@@ -10,73 +10,26 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
-from typing import NamedTuple
 
-from ledger_engine import dates
-from ledger_engine.events import (
+from ledger_engine.core import dates
+from ledger_engine.core.model import (
     FEATURE_NOT_IN_PLAN,
     NO_ACTIVE_SUBSCRIPTION,
+    RATED_FEATURES,
     TRIAL_LIMIT_REACHED,
     UNKNOWN_CUSTOMER,
+    Conversation,
     Event,
+    Period,
+    Rating,
+    Terms,
 )
-from ledger_engine.money import decimal_to_cents
-from rules import Rules
+from ledger_engine.core.money import decimal_to_cents
+from ledger_engine.rules import Rules
 
 # Events at the same instant: a subscription applies to usage at its own `at`, and usage at
 # the instant of a cancellation is not "later" than it (SPEC §2), so it is still accepted.
 TYPE_ORDER = {"subscription": 0, "cancellation": 2}
-RATED_FEATURES = ("suggested_reply", "autopilot")
-
-
-class Terms(NamedTuple):
-    """The subscription in force from ``at`` (a UTC key) on."""
-
-    at: str
-    day: datetime.date
-    plan: str
-    interval: str
-    anchor: datetime.date
-    commitment: int
-    auto_enabled: bool
-    auto_amount: int
-    auto_threshold: int
-    included: int | None
-    unit_price: int | None
-    active: bool
-
-
-class Conversation(NamedTuple):
-    conversation: str
-    period_start: datetime.date
-    period_end: datetime.date | None
-    day: datetime.date
-    first_at: str
-    first_event: str
-    kind: str  # "autopilot" or "suggested_reply"
-    status: str  # "included", "charged" or "trial"
-    price: int  # list price in cents
-    rules_version: str
-    events: int
-
-
-class Period(NamedTuple):
-    """A billing period that has conversations, with its included allowance."""
-
-    start: datetime.date
-    end: datetime.date | None
-    plan: str
-    interval: str
-    included: int
-
-
-class Rating(NamedTuple):
-    verdicts: dict[str, str]  # event id -> rating reason code
-    terms: tuple[Terms, ...]
-    conversations: tuple[Conversation, ...]
-    periods: tuple[Period, ...]
-    wallet_events: tuple[Event, ...]  # accepted top_up, channel_usage and payment events
-    accepted_usage: int  # accepted ai_usage events
 
 
 def event_order(event: Event) -> tuple:
@@ -262,5 +215,4 @@ def rate_customer(events: Iterable[Event], rules: Rules) -> Rating:
         conversations=conversations,
         periods=periods,
         wallet_events=tuple(wallet_events),
-        accepted_usage=len(usage),
     )

@@ -11,6 +11,8 @@ import datetime
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ledger_engine.core.errors import InvalidSetting
+
 RFC3339_PATTERN = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
@@ -18,11 +20,11 @@ UTC = datetime.UTC
 
 
 def load_zone(name: str) -> ZoneInfo:
-    """The timezone called ``name``; ValueError if there is none."""
+    """The timezone called ``name``; :class:`InvalidSetting` if there is none."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {name!r}") from None
+        raise InvalidSetting(f"unknown timezone {name!r}") from None
 
 
 def parse_timestamp(text: str) -> datetime.datetime | None:
@@ -88,6 +90,16 @@ def add_months(day: datetime.date, months: int, anchor_day: int | None = None) -
 
 def first_of_next_month(day: datetime.date) -> datetime.date:
     return add_months(day.replace(day=1), 1)
+
+
+def first_day_after_month(month: str) -> datetime.date:
+    """The first day of the month after ``YYYY-MM``."""
+    return first_of_next_month(parse_month(month))
+
+
+def yesterday(now: datetime.datetime, zone: ZoneInfo) -> datetime.date:
+    """The day before ``now`` in the books' timezone (the default last day to post)."""
+    return now.astimezone(zone).date() - datetime.timedelta(days=1)
 
 
 def last_day_of_month(day: datetime.date, months_after: int = 0) -> datetime.date:

@@ -1,0 +1,261 @@
+"""The journal files on disk: crash-safe appends, recovery, the writer lock, file hashes.
+
+Commit protocol (SPEC §6; the design doc tells it whole):
+
+1. Every journal file is append-only; its committed length and SHA-256 are in the store.
+2. A run appends its new text to the journal files and fsyncs them (and new directories),
+   then records the new lengths and hashes in the same store transaction as everything
+   else it did, and commits.  The store commit is the commit point.  A failure before the
+   commit takes the appended text back at once.
+3. Before anything else, every run truncates each journal file back to its committed
+   length and deletes journal files the store does not know: the leftovers of a run that
+   died before its commit.  A file *shorter* than recorded is damage, not a torn run, and
+   stops the run.
+
+This module knows files only: what the store recorded is handed to it, and what it wrote is
+handed back as rows for the store to record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ledger_engine.books.layout import JOURNAL_TOPS, LOCK_NAME, month_of_path
+from ledger_engine.core.errors import BooksDamaged, BooksLocked, BooksWriteError
+from ledger_engine.core.model import JournalFile
+
+
+def sha256_file(path: Path, length: int | None = None) -> str:
+    """SHA-256 of a file, or of its first ``length`` bytes."""
+    digest = hashlib.sha256()
+    remaining = length
+    with path.open("rb") as stream:
+        while remaining is None or remaining > 0:
+            block = stream.read(1 << 20 if remaining is None else min(remaining, 1 << 20))
+            if not block:
+                break
+            digest.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return digest.hexdigest()
+
+
+# Fault injection for the reliability tests: a callable run at every write point, or None.
+WRITE_POINT_HOOK = None
+# For kill -9 tests of a real process: the number of the write point at which this process
+# kills itself (counted from 1).  Unset in production.
+KILL_AT_ENV = "LEDGER_ENGINE_TEST_KILL_AT_WRITE_POINT"
+_write_points_seen = 0
+
+
+def write_point(label: str) -> None:
+    """Marks a place where a crash may happen (tests inject faults here)."""
+    global _write_points_seen
+    _write_points_seen += 1
+    if WRITE_POINT_HOOK is not None:
+        WRITE_POINT_HOOK(label)
+    kill_at = os.environ.get(KILL_AT_ENV)
+    if kill_at and int(kill_at) == _write_points_seen:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class Appender:
+    """Collects the text a run appends to journal files, then writes it durably."""
+
+    def __init__(self, books_dir: Path, recorded: dict[str, JournalFile]):
+        self.books_dir = books_dir
+        self.known = {path: file.length for path, file in recorded.items()}
+        self.sealed = {path for path, file in recorded.items() if file.sealed}
+        self.texts: dict[str, list[str]] = {}
+
+    def exists(self, relative: str) -> bool:
+        return relative in self.known or relative in self.texts
+
+    def append(self, relative: str, text: str) -> None:
+        assert relative not in self.sealed, f"attempt to write into sealed file {relative}"
+        self.texts.setdefault(relative, []).append(text)
+
+    def _undo(self, written: list[str]) -> None:
+        """Best effort: takes back what this run appended (recover() finishes the job)."""
+        for relative in written:
+            path = self.books_dir / relative
+            with contextlib.suppress(OSError):
+                if relative in self.known:
+                    os.truncate(path, self.known[relative])
+                else:
+                    path.unlink()
+
+    def _append_one(self, relative: str) -> str:
+        """Appends and fsyncs one file; returns the SHA-256 of the whole file."""
+        path = self.books_dir / relative
+        data = "".join(self.texts[relative]).encode("utf-8")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        # A new file's hash is its data's; an old one is read back whole.
+        return hashlib.sha256(data).hexdigest() if relative not in self.known else sha256_file(path)
+
+    def _append_all(self, written: list[str]) -> dict[str, str]:
+        hashes = {}
+        new_directories: set[Path] = set()
+        for relative in sorted(self.texts):
+            parent = (self.books_dir / relative).parent
+            if not parent.exists():
+                parent.mkdir(parents=True)
+                new_directories.add(parent)
+            write_point(f"append {relative}")
+            written.append(relative)
+            hashes[relative] = self._append_one(relative)
+        write_point("sync directories")
+        for directory in sorted(new_directories | {d.parent for d in new_directories}):
+            _fsync_directory(directory)
+        return hashes
+
+    def write(self) -> dict[str, JournalFile]:
+        """Appends everything durably; returns each written file's new length and hash.
+
+        Raises:
+            BooksWriteError: the disk refused (the appended text is taken back first).
+        """
+        written: list[str] = []
+        try:
+            hashes = self._append_all(written)
+        except OSError as error:
+            self._undo(written)
+            raise BooksWriteError(str(error)) from error
+        except BaseException:
+            self._undo(written)
+            raise
+        return {
+            relative: JournalFile(
+                (self.books_dir / relative).stat().st_size,
+                hashes[relative],
+                month_of_path(relative),
+            )
+            for relative in sorted(self.texts)
+        }
+
+
+def _walk_journals(books_dir: Path) -> tuple[dict[str, int], list[str]]:
+    """Size of every journal file under ``gl/`` and ``customers/`` by relative path, and the
+    empty directories there.
+
+    One ``scandir`` walk: a night's books hold tens of thousands of files, and ``pathlib``
+    globbing with a ``stat`` per file took longer than a whole no-op run.
+    """
+    sizes: dict[str, int] = {}
+    empty: list[str] = []
+    pending = [top for top in JOURNAL_TOPS if (books_dir / top).is_dir()]
+    while pending:
+        relative_dir = pending.pop()
+        seen = False
+        with os.scandir(books_dir / relative_dir) as entries:
+            for entry in entries:
+                seen = True
+                relative = f"{relative_dir}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(relative)
+                elif entry.name.endswith(".beancount"):
+                    sizes[relative] = entry.stat(follow_symlinks=False).st_size
+        if not seen and "/" in relative_dir:
+            empty.append(relative_dir)
+    return sizes, empty
+
+
+def journal_files_on_disk(books_dir: Path) -> list[str]:
+    return sorted(_walk_journals(books_dir)[0])
+
+
+def _truncate(path: Path, length: int) -> None:
+    with path.open("r+b") as stream:
+        stream.truncate(length)
+        os.fsync(stream.fileno())
+
+
+def recover(books_dir: Path, recorded: dict[str, int]) -> list[str]:
+    """Rolls journal files back to their committed lengths; returns what it repaired.
+
+    Args:
+        books_dir: the books.
+        recorded: committed length of every journal file, by relative path.
+
+    Raises:
+        BooksDamaged: a recorded file is missing or shorter than recorded.
+    """
+    repaired = []
+    on_disk, empty_directories = _walk_journals(books_dir)
+    for relative, length in recorded.items():
+        size = on_disk.get(relative)
+        if size is None:  # a root file, or missing
+            path = books_dir / relative
+            if not path.exists():
+                raise BooksDamaged(f"journal file {relative} is missing (recorded in the store)")
+            size = path.stat().st_size
+        if size > length:
+            _truncate(books_dir / relative, length)
+            repaired.append(f"truncated {relative} from {size} to {length} bytes")
+        elif size < length:
+            raise BooksDamaged(
+                f"journal file {relative} is shorter than recorded ({size} < {length} bytes)"
+            )
+    for relative in sorted(set(on_disk) - set(recorded)):
+        (books_dir / relative).unlink()
+        repaired.append(f"removed {relative} (left by an interrupted run)")
+    # Directories made by an interrupted run for a customer the store does not know.
+    removed_parents = {relative.rsplit("/", 1)[0] for relative in set(on_disk) - set(recorded)}
+    for relative in sorted(set(empty_directories) | removed_parents, reverse=True):
+        directory = books_dir / relative
+        if relative.count("/") == 1 and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+    return repaired
+
+
+@contextlib.contextmanager
+def locked(books_dir: Path, wait_seconds: float = 0) -> Iterator[None]:
+    """Holds the books' writer lock; raises :class:`BooksLocked` after ``wait_seconds``.
+
+    ``flock`` locks die with their process, so a killed run never leaves a stale lock.
+    """
+    descriptor = os.open(books_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = os.pread(descriptor, 64, 0).decode(errors="replace").strip()
+                    raise BooksLocked(
+                        f"the books at {books_dir} are locked by another run"
+                        + (f" (pid {holder})" if holder else "")
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,106 @@
+"""The layout of the books directory (SPEC §3): file names, paths and the root files.
+
+```
+DIR/ledger.beancount                        GL root: options, plugins, includes, queries
+DIR/accounts.beancount                      open directives of the general ledger
+DIR/gl/YYYY/YYYY-MM.beancount               GL summaries of one calendar month
+DIR/customers/<segment>/customer.beancount  a customer's subledger root
+DIR/customers/<segment>/YYYY-MM.beancount   that customer's entries of one month
+DIR/rules.toml, DIR/state.sqlite            the rules in force, the store
+```
+"""
+
+from __future__ import annotations
+
+import re
+
+from ledger_engine.books import text
+
+LEDGER_NAME = "ledger.beancount"
+ACCOUNTS_NAME = "accounts.beancount"
+RULES_NAME = "rules.toml"
+LOCK_NAME = ".lock"
+CUSTOMER_ROOT_NAME = "customer.beancount"
+JOURNAL_TOPS = ("gl", "customers")  # the folders that hold month files and subledgers
+_MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.beancount$")
+
+# name -> bean-query statement; written into ledger.beancount, run with `.run NAME`.
+QUERIES = {
+    "revenue_by_month": (
+        "SELECT year, month, root(account, 4) AS account, neg(sum(position)) AS gross "
+        "WHERE account ~ '^Income:AI:Revenue' GROUP BY year, month, account "
+        "ORDER BY year, month, account"
+    ),
+    "allowances_by_month": (
+        "SELECT year, month, account, sum(position) AS given "
+        "WHERE account ~ '^Income:AI:Allowance' GROUP BY year, month, account "
+        "ORDER BY year, month, account"
+    ),
+    "net_ai_revenue_by_month": (
+        "SELECT year, month, neg(sum(position)) AS net "
+        "WHERE account ~ '^Income:AI:' GROUP BY year, month ORDER BY year, month"
+    ),
+    "wallet_liability": (
+        "SELECT year, month, neg(last(balance)) AS owed WHERE account = "
+        "'Liabilities:Customers:Wallets' GROUP BY year, month ORDER BY year, month"
+    ),
+    "breakage_by_month": (
+        "SELECT year, month, neg(sum(position)) AS breakage "
+        "WHERE account = 'Income:AI:Breakage' GROUP BY year, month ORDER BY year, month"
+    ),
+    "channels_by_month": (
+        "SELECT year, month, account, neg(sum(position)) AS amount "
+        "WHERE account ~ '^Income:Channels' GROUP BY year, month, account "
+        "ORDER BY year, month, account"
+    ),
+    "receivables_open": (
+        "SELECT sum(position) AS open WHERE account = 'Assets:Receivables:Customers'"
+    ),
+    # The GL holds daily summaries only; per-customer figures are in the subledgers and
+    # the store, so these two say where to look instead of answering wrongly.
+    "top_customers_by_ai_spend": (
+        "SELECT 'Per customer: sqlite3 DIR/state.sqlite \"SELECT * FROM "
+        "v_ai_spend_by_customer LIMIT 20\"' AS where_to_look LIMIT 1"
+    ),
+    "rejected_events": (
+        "SELECT 'Rejected events are not in the books: ledger-engine rejections DIR' "
+        "AS where_to_look LIMIT 1"
+    ),
+}
+
+
+def gl_month_path(month: str) -> str:
+    return f"gl/{month[:4]}/{month}.beancount"
+
+
+def customer_dir(segment: str) -> str:
+    return f"customers/{segment}"
+
+
+def customer_root_path(segment: str) -> str:
+    return f"{customer_dir(segment)}/{CUSTOMER_ROOT_NAME}"
+
+
+def customer_month_path(segment: str, month: str) -> str:
+    return f"{customer_dir(segment)}/{month}.beancount"
+
+
+def month_of_path(relative: str) -> str | None:
+    """The ``YYYY-MM`` of a month file (None for a root or any other file)."""
+    name = relative.rsplit("/", 1)[-1]
+    return name.removesuffix(".beancount") if _MONTH_FILE.match(name) else None
+
+
+def include_path(root: str, month_path: str) -> str:
+    """How ``root`` names ``month_path`` in its include (relative to the root's folder)."""
+    return month_path if root == LEDGER_NAME else month_path.rsplit("/", 1)[-1]
+
+
+def ledger_root_text(currency: str) -> str:
+    """The GL root as ``init`` writes it: options, the accounts file, the queries."""
+    return (
+        text.root_header("General ledger (ledger-engine)", currency)
+        + text.include_line(ACCOUNTS_NAME)
+        + "\n"
+        + "".join(text.query_directive(name, sql) for name, sql in QUERIES.items())
+    )

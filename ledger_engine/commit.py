@@ -1,0 +1,198 @@
+"""The write stage and its commit protocol, shared by every command that writes the books.
+
+:func:`writing` takes the lock, opens the store, rolls the journals back to their committed
+state (the leftovers of a run that died), and opens the one store transaction of the run;
+on any failure it rolls the store back and takes the journals back again, so an error
+leaves nothing half-written.  :class:`JournalWriter` turns planned entries into journal text
+and store rows.  The protocol itself is described in :mod:`ledger_engine.books.files`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import sqlite_utils
+
+from ledger_engine.books import layout, text
+from ledger_engine.books.files import Appender, locked, recover, sha256_file
+from ledger_engine.core import accounts, dates
+from ledger_engine.core.errors import BooksNotEmpty
+from ledger_engine.core.model import GlSummary, JournalFile
+from ledger_engine.store import db as store_db
+from ledger_engine.store import queries
+
+
+def now_text() -> str:
+    """The clock, for the run log (the only place the engine reads it besides ``post``'s
+    default last day)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
+
+
+def create_books(books_dir: Path, currency: str, timezone: str, rules_text: str) -> None:
+    """Creates empty books in ``books_dir`` (which must not exist or be empty)."""
+    if books_dir.exists() and any(books_dir.iterdir()):
+        raise BooksNotEmpty(f"{books_dir} is not empty; init refuses to touch it")
+    books_dir.mkdir(parents=True, exist_ok=True)
+    (books_dir / layout.RULES_NAME).write_text(rules_text, encoding="utf-8")
+    (books_dir / layout.ACCOUNTS_NAME).write_text(text.gl_accounts_text(currency), "utf-8")
+    (books_dir / layout.LEDGER_NAME).write_text(layout.ledger_root_text(currency), "utf-8")
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    with store_db.store_errors():
+        db = store_db.create_store(
+            books_dir, {"currency": currency, "timezone": timezone, "created": created}
+        )
+        with db.atomic():
+            queries.record_files(
+                db,
+                {
+                    relative: JournalFile(
+                        (books_dir / relative).stat().st_size,
+                        sha256_file(books_dir / relative),
+                        None,
+                    )
+                    for relative in (layout.LEDGER_NAME, layout.ACCOUNTS_NAME)
+                },
+            )
+        db.close()
+
+
+class Run(NamedTuple):
+    """An open run: the books, the store with its transaction open, what recovery did."""
+
+    books_dir: Path
+    db: sqlite_utils.Database
+    run_id: int
+    started: str
+    currency: str
+    timezone: str
+    repaired: tuple[str, ...]
+
+
+def _lengths(db: sqlite_utils.Database) -> dict[str, int]:
+    return {path: file.length for path, file in queries.recorded_files(db).items()}
+
+
+@contextlib.contextmanager
+def writing(books_dir: Path, wait_seconds: float = 0) -> Iterator[Run]:
+    """Holds the books for one writing run; commits the store when the block ends.
+
+    Raises:
+        NoBooks: there are no books at ``books_dir``.
+        BooksLocked: another run holds them past ``wait_seconds``.
+        BooksDamaged: a journal file is missing or shorter than recorded.
+    """
+    store_db.require_store(books_dir)
+    with locked(books_dir, wait_seconds), store_db.store_errors():
+        db = store_db.open_store(books_dir)
+        try:
+            repaired = tuple(recover(books_dir, _lengths(db)))
+            settings = queries.books_settings(db)
+            started = now_text()
+            try:
+                with db.atomic():
+                    run_id = queries.next_run_id(db)
+                    yield Run(books_dir, db, run_id, started, *settings, repaired)
+            except BaseException:
+                db.conn.rollback()
+                with contextlib.suppress(Exception):
+                    recover(books_dir, _lengths(db))
+                raise
+        finally:
+            db.close()
+
+
+@contextlib.contextmanager
+def reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
+    """Holds the books' lock while a command reads them (so no run is half-way)."""
+    store_db.require_store(books_dir)
+    with locked(books_dir), store_db.store_errors():
+        db = store_db.open_store(books_dir)
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+@contextlib.contextmanager
+def store_for_reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
+    """The store, for a report that needs no lock (it reads committed rows only)."""
+    with store_db.store_errors():
+        db = store_db.open_store(books_dir)
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+class JournalWriter:
+    """Turns planned entries into journal text (appended at the end) and store rows."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.appender = Appender(run.books_dir, queries.recorded_files(run.db))
+
+    def append_to_month(self, root: str, month_path: str, entry_text: str) -> None:
+        """Appends ``entry_text`` to a month file, including it from ``root`` when new."""
+        if not self.appender.exists(month_path):
+            include = layout.include_path(root, month_path)
+            self.appender.append(root, text.include_line(include))
+        self.appender.append(month_path, entry_text)
+
+    def ensure_customer(self, customer: str) -> None:
+        """Gives a customer its subledger root (open directives) on first sight."""
+        segment = accounts.customer_segment(customer)
+        root = layout.customer_root_path(segment)
+        if not self.appender.exists(root):
+            self.appender.append(root, text.customer_root(customer, segment, self.run.currency))
+
+    def write_summaries(self, summaries: Iterable[GlSummary]) -> int:
+        """Writes each GL summary and the subledger entries it sums; records their rows.
+
+        Returns:
+            The number of transactions written (summaries and entries).
+        """
+        placed = []
+        for summary in summaries:
+            gl_file = layout.gl_month_path(dates.month_of(summary.day))
+            self.append_to_month(
+                layout.LEDGER_NAME, gl_file, text.gl_summary_text(summary, self.run.currency)
+            )
+            entry_files = []
+            for entry in summary.entries:
+                self.ensure_customer(entry.customer)
+                month = dates.month_of(entry.effective_day)
+                path = layout.customer_month_path(entry.segment, month)
+                root = layout.customer_root_path(entry.segment)
+                entry_text = text.subledger_text(entry, summary.link, self.run.currency)
+                self.append_to_month(root, path, entry_text)
+                entry_files.append(path)
+            placed.append(queries.Placed(summary, gl_file, tuple(entry_files)))
+        return queries.record_postings(self.run.db, placed)
+
+    def write(self) -> dict[str, str]:
+        """Appends everything durably and records the files; returns path -> SHA-256."""
+        written = self.appender.write()
+        queries.record_files(self.run.db, written)
+        return {path: file.sha256 for path, file in written.items()}
+
+
+def record_run(run: Run, command: str, through, inputs: str, counts: str, hashes: dict) -> str:
+    """Appends the run to the hash-chained run log; returns its hash."""
+    return queries.record_run(
+        run.db,
+        {
+            "run_id": run.run_id,
+            "command": command,
+            "started": run.started,
+            "finished": now_text(),
+            "through": through,
+            "inputs": inputs,
+            "counts": counts,
+            "files": json.dumps(hashes, sort_keys=True),
+        },
+    )

@@ -1,0 +1,298 @@
+"""Every record that crosses a stage, and the vocabulary they are written in.
+
+Like beancount's ``core/data.py``: immutable ``NamedTuple`` records with tuple children,
+changed with ``_replace``.  The data flows ``Line``/``Event`` (events) -> ``Rating`` (rating)
+-> ``WalletResult`` of ``Entry`` values (wallet) -> ``NewEntry`` and ``GlSummary`` (planner)
+-> journal text and store rows.  Money is integer cents; ``at`` is a sortable UTC key
+(``YYYY-MM-DDTHH:MM:SS.ffffffZ``); days are booking days in the books' timezone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from typing import NamedTuple
+
+# ------------------------------------------------------------------ vocabulary (SPEC §2, §4)
+
+EVENT_TYPES = ("subscription", "cancellation", "ai_usage", "top_up", "channel_usage", "payment")
+PLANS = ("trial", "essentials", "boost", "pro", "enterprise")
+INTERVALS = ("monthly", "annual")
+AI_FEATURES = ("suggested_reply", "autopilot", "playground")
+RATED_FEATURES = ("suggested_reply", "autopilot")  # playground is never rated
+CHANNELS = ("sms", "whatsapp", "voice")
+CHANNEL_LABELS = {"sms": "SMS", "whatsapp": "WhatsApp", "voice": "Voice"}
+LOT_KINDS = ("commitment", "top_up", "auto_top_up")
+
+# Reason codes (stable: scripts and the README rely on them).
+MALFORMED_JSON = "malformed_json"
+INVALID_FIELD = "invalid_field"
+UNKNOWN_TYPE = "unknown_type"
+CURRENCY_MISMATCH = "currency_mismatch"
+ID_CONFLICT = "id_conflict"
+UNKNOWN_CUSTOMER = "unknown_customer"
+NO_ACTIVE_SUBSCRIPTION = "no_active_subscription"
+FEATURE_NOT_IN_PLAN = "feature_not_in_plan"
+TRIAL_LIMIT_REACHED = "trial_limit_reached"
+SCHEMA_REASONS = (MALFORMED_JSON, INVALID_FIELD, UNKNOWN_TYPE, CURRENCY_MISMATCH)
+RATING_REASONS = (
+    UNKNOWN_CUSTOMER,
+    NO_ACTIVE_SUBSCRIPTION,
+    FEATURE_NOT_IN_PLAN,
+    TRIAL_LIMIT_REACHED,
+)
+ALL_REASONS = SCHEMA_REASONS + (ID_CONFLICT,) + RATING_REASONS
+RATING_DETAILS = {
+    UNKNOWN_CUSTOMER: "no subscription at the event's time",
+    NO_ACTIVE_SUBSCRIPTION: "the subscription was cancelled before the event",
+    FEATURE_NOT_IN_PLAN: "the plan in force does not include this feature",
+    TRIAL_LIMIT_REACHED: "the trial's unit cap was already used",
+}
+
+
+# --------------------------------------------------------------------------- entry kinds
+
+
+class EntryKind(enum.Enum):
+    """The kinds of transaction in a customer's subledger.
+
+    The member order is the posting order within a day: lots that expired yesterday go
+    first (their money is gone before anything is charged), then the day's credits, then
+    the charges that consume them, then payments (which touch only the receivable).
+
+    Each kind owns its transaction-key prefix, the narration it is posted with and the
+    label of the customer's wallet history.  A key is ``prefix`` or ``prefix.detail``.
+    """
+
+    BREAKAGE = ("breakage", "Expiry", "Expiry")
+    COMMITMENT = ("commitment", "Commitment", "Commitment")
+    TOP_UP = ("top-up", "Top-up", "Top-up")
+    AUTO_TOP_UP = ("auto-top-up", "Automatic top-up", "Automatic top-up")
+    USAGE = ("usage", "AI usage", "AI")
+    CHANNEL = ("channel", "{label} usage", "{label}")  # detail: the channel
+    PAYMENT = ("payment", "Payment", "Payment")
+
+    def __init__(self, prefix: str, narration: str, history_label: str):
+        self.prefix = prefix
+        self._narration = narration
+        self._history_label = history_label
+
+    @property
+    def rank(self) -> int:
+        """The position of this kind in a day's posting order."""
+        return _RANK[self]
+
+    def key(self, detail: str | None = None) -> str:
+        """The transaction key of an entry of this kind (``detail`` tells entries apart)."""
+        return self.prefix if detail is None else f"{self.prefix}.{detail}"
+
+    def narration(self, detail: str | None = None) -> str:
+        return self._narration.format(label=CHANNEL_LABELS.get(detail or "", ""))
+
+    def history_label(self, detail: str | None = None) -> str:
+        return self._history_label.format(label=CHANNEL_LABELS.get(detail or "", ""))
+
+    @classmethod
+    def of_key(cls, key: str) -> tuple[EntryKind, str | None] | None:
+        """The kind and detail of a transaction key (None for a key of no kind)."""
+        prefix, _, detail = key.partition(".")
+        kind = _BY_PREFIX.get(prefix)
+        return None if kind is None else (kind, detail or None)
+
+
+_RANK = {kind: index for index, kind in enumerate(EntryKind)}
+_BY_PREFIX = {kind.prefix: kind for kind in EntryKind}
+
+
+# ------------------------------------------------------------------------- events (§2)
+
+
+class Event(NamedTuple):
+    """A schema-valid event.  Money is in integer cents; ``at`` is a sortable UTC key."""
+
+    id: str
+    type: str
+    customer: str
+    at: str
+    day: datetime.date
+    feature: str | None = None
+    conversation: str | None = None
+    plan: str | None = None
+    interval: str | None = None
+    commitment: int = 0
+    auto_enabled: bool | None = None
+    auto_amount: int | None = None
+    auto_threshold: int | None = None
+    included: int | None = None
+    unit_price: int | None = None
+    amount: int | None = None
+    channel: str | None = None
+
+
+# The fields after ``day`` depend on the event's type (the store keeps them as one JSON array).
+EVENT_TYPED_FIELDS = Event._fields[Event._fields.index("day") + 1 :]
+
+
+class Rejection(NamedTuple):
+    """Why an event is quarantined: a stable reason code and, for invalid_field, the field."""
+
+    reason: str
+    field: str | None
+    detail: str
+    event_id: str | None = None
+
+
+class Line(NamedTuple):
+    """One input line and what the schema checks made of it."""
+
+    file: str
+    number: int
+    raw: str
+    event: Event | None
+    content_sha: str | None
+    rejection: Rejection | None
+
+
+# ------------------------------------------------------------------------- rating (§4)
+
+
+class Terms(NamedTuple):
+    """The subscription in force from ``at`` (a UTC key) on."""
+
+    at: str
+    day: datetime.date
+    plan: str
+    interval: str
+    anchor: datetime.date
+    commitment: int
+    auto_enabled: bool
+    auto_amount: int
+    auto_threshold: int
+    included: int | None
+    unit_price: int | None
+    active: bool
+
+
+class Conversation(NamedTuple):
+    """A rated conversation: its period, whether autopilot touched it, and its status."""
+
+    conversation: str
+    period_start: datetime.date
+    period_end: datetime.date | None
+    day: datetime.date
+    first_at: str
+    first_event: str
+    kind: str  # "autopilot" or "suggested_reply"
+    status: str  # "included", "charged" or "trial"
+    price: int  # list price in cents
+    rules_version: str
+    events: int
+
+
+class Period(NamedTuple):
+    """A billing period that has conversations, with its included allowance."""
+
+    start: datetime.date
+    end: datetime.date | None
+    plan: str
+    interval: str
+    included: int
+
+
+class Rating(NamedTuple):
+    """Everything rating derives from one customer's events."""
+
+    verdicts: dict[str, str]  # event id -> rating reason code
+    terms: tuple[Terms, ...]
+    conversations: tuple[Conversation, ...]
+    periods: tuple[Period, ...]
+    wallet_events: tuple[Event, ...]  # accepted top_up, channel_usage and payment events
+
+
+# ------------------------------------------------------------------------- wallet (§5)
+
+
+class Lot(NamedTuple):
+    """Credit in the wallet: where it came from, when it expires, what is left of it."""
+
+    lot_id: str
+    kind: str  # one of LOT_KINDS
+    day: datetime.date
+    last_valid: datetime.date
+    amount: int
+    remainder: int
+
+
+class Entry(NamedTuple):
+    """A transaction the books should hold, identified by ``(day, key)``."""
+
+    kind: EntryKind
+    day: datetime.date
+    key: str
+    narration: str
+    postings: tuple[tuple[str, int], ...]  # (account, cents), zero postings left out
+    meta: tuple[tuple[str, object], ...]
+
+
+class WalletResult(NamedTuple):
+    entries: tuple[Entry, ...]
+    lots: tuple[Lot, ...]
+
+
+# ------------------------------------------------------------------------ planner (§6)
+
+
+class PostedState(NamedTuple):
+    """What the books already hold for one ``(original day, key)`` of a customer."""
+
+    amounts: dict[str, int]  # account -> cents, summed over every posted entry of the key
+    last_seq: int
+    last_txn_id: str
+
+
+class NewEntry(NamedTuple):
+    """A transaction to append to a customer's subledger (an original or a correction)."""
+
+    customer: str
+    segment: str
+    kind: EntryKind | None
+    orig_day: datetime.date
+    key: str
+    seq: int
+    effective_day: datetime.date
+    moved_from_closed_month: bool  # its own day is in a closed month (metadata ``late``)
+    corrects: str | None
+    for_already_posted_day: bool  # a day an earlier run had posted (metadata ``late-event``)
+    narration: str
+    postings: tuple[tuple[str, int], ...]
+    meta: tuple[tuple[str, object], ...]
+
+    @property
+    def link(self) -> str:
+        return f"{self.segment}.{self.orig_day.isoformat()}.{self.key}"
+
+    @property
+    def txn_id(self) -> str:
+        return f"{self.link}.{self.seq}"
+
+
+class GlSummary(NamedTuple):
+    """One day's general-ledger summary: the control-account totals of the entries it sums."""
+
+    day: datetime.date
+    link: str  # also its transaction id; every summed entry carries it
+    run_id: int
+    entries: tuple[NewEntry, ...]
+    postings: tuple[tuple[str, int], ...]
+
+
+# ------------------------------------------------------------------------ the books (§3)
+
+
+class JournalFile(NamedTuple):
+    """A journal file as the store records it at a commit."""
+
+    length: int
+    sha256: str
+    month: str | None  # YYYY-MM of a month file; None for a root
+    sealed: bool = False

@@ -1,0 +1,421 @@
+"""The credit wallet (SPEC §5): a customer's rated history replayed day by day.
+
+:func:`replay_wallet` walks the posting days in order and, on each, posts what the day
+brings in the order of :class:`~ledger_engine.core.model.EntryKind`: expiries of lots that
+ended yesterday, commitments, top-ups (manual, then automatic when the day's charges need
+them), charges consuming lots soonest-expiry first, payments.  The result is what the books
+*should* hold; the planner compares it with what they *do* hold.
+
+The only mutable state is the :class:`LotBook`, owned by the day loop; every entry is built
+by a small pure function of its inputs.  Same rating in, same result out.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+import hashlib
+import heapq
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from ledger_engine.core import accounts, dates
+from ledger_engine.core.model import (
+    CHANNELS,
+    Conversation,
+    Entry,
+    EntryKind,
+    Event,
+    Lot,
+    Rating,
+    Terms,
+    WalletResult,
+)
+from ledger_engine.core.money import format_cents
+from ledger_engine.rules import Rules
+
+ONE_DAY = datetime.timedelta(days=1)
+Postings = tuple[tuple[str, int], ...]
+Taken = list[tuple[str, int]]  # (lot id, cents taken from it)
+
+
+def short_hash(text: str, length: int = 12) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def conversations_digest(conversations: Iterable[Conversation]) -> str:
+    """SHA-256 (first 16 hex digits) of the sorted conversation ids, one per line."""
+    joined = "\n".join(sorted(c.conversation for c in conversations))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+class LotBook:
+    """The lots of one replay, in the order they were credited.
+
+    Lots with a remainder are kept apart, so expiring and charging look only at money that
+    is still there.  Charges take from the lot that expires soonest, then the oldest.
+    """
+
+    def __init__(self) -> None:
+        self._lots: dict[str, Lot] = {}  # every lot, in the order credited
+        self._ids: list[str] = []  # the same order, for the lots credited since a count
+        self._open: dict[str, int] = {}  # lot id -> position, lots with a remainder
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, lot: Lot) -> None:
+        self._open[lot.lot_id] = len(self._ids)
+        self._lots[lot.lot_id] = lot
+        self._ids.append(lot.lot_id)
+
+    def credited_since(self, count: int) -> list[Lot]:
+        """The lots credited after the first ``count``."""
+        return [self._lots[lot_id] for lot_id in self._ids[count:]]
+
+    def _take(self, lot_id: str, cents: int) -> None:
+        lot = self._lots[lot_id]
+        self._lots[lot_id] = lot._replace(remainder=lot.remainder - cents)
+        if lot.remainder == cents:
+            del self._open[lot_id]
+
+    def available(self, day: datetime.date) -> int:
+        """The money in lots still valid on ``day``."""
+        return sum(
+            self._lots[lot_id].remainder
+            for lot_id in self._open
+            if self._lots[lot_id].last_valid >= day
+        )
+
+    def consume(self, day: datetime.date, amount: int) -> tuple[Taken, int]:
+        """Takes ``amount`` from lots valid on ``day``; returns what it took and the shortfall."""
+        valid = sorted(
+            (lot.last_valid, lot.day, position, lot.lot_id)
+            for lot_id, position in self._open.items()
+            if (lot := self._lots[lot_id]).last_valid >= day
+        )
+        taken: Taken = []
+        for *_, lot_id in valid:
+            if amount == 0:
+                break
+            take = min(amount, self._lots[lot_id].remainder)
+            self._take(lot_id, take)
+            amount -= take
+            taken.append((lot_id, take))
+        return taken, amount
+
+    def expire(self, day: datetime.date) -> Taken:
+        """Empties the lots whose last valid day is before ``day``; returns what they held."""
+        expired = [
+            (lot_id, self._lots[lot_id].remainder)
+            for lot_id in self._open
+            if self._lots[lot_id].last_valid < day
+        ]
+        for lot_id, cents in expired:
+            self._take(lot_id, cents)
+        return expired
+
+    def lots(self) -> tuple[Lot, ...]:
+        return tuple(self._lots.values())
+
+
+class Replay(NamedTuple):
+    """What one customer's replay reads (never changes during it)."""
+
+    customer: str
+    wallet: str  # the customer's wallet account
+    receivable: str  # the customer's receivable account
+    rules: Rules
+    through: datetime.date
+    terms: tuple[Terms, ...]
+    term_days: tuple[datetime.date, ...]
+    usage: dict[datetime.date, list[Conversation]]
+    events: dict[datetime.date, list[Event]]  # wallet events by day, by (at, id)
+
+    def terms_on(self, day: datetime.date) -> Terms | None:
+        index = bisect.bisect_right(self.term_days, day) - 1
+        return self.terms[index] if index >= 0 else None
+
+
+def _replay_of(customer: str, rating: Rating, rules: Rules, through: datetime.date) -> Replay:
+    segment = accounts.customer_segment(customer)
+    usage: dict[datetime.date, list[Conversation]] = defaultdict(list)
+    for conversation in rating.conversations:
+        usage[conversation.day].append(conversation)
+    events: dict[datetime.date, list[Event]] = defaultdict(list)
+    for event in sorted(rating.wallet_events, key=lambda e: (e.at, e.id)):
+        events[event.day].append(event)
+    return Replay(
+        customer=customer,
+        wallet=accounts.wallet_account(segment),
+        receivable=accounts.receivable_account(segment),
+        rules=rules,
+        through=through,
+        terms=rating.terms,
+        term_days=tuple(terms.day for terms in rating.terms),
+        usage=dict(usage),
+        events=dict(events),
+    )
+
+
+# ------------------------------------------------------------------- the builders (pure)
+
+
+def _entry(
+    replay: Replay,
+    kind: EntryKind,
+    day: datetime.date,
+    detail: str | None,
+    postings: Iterable[tuple[str, int]],
+    meta: Iterable[tuple[str, object]],
+) -> Entry | None:
+    """An entry with its postings merged per account (zero postings dropped); None if
+    nothing is left.  A posting set that does not balance is a bug."""
+    merged: dict[str, int] = {}
+    for account, cents in postings:
+        merged[account] = merged.get(account, 0) + cents
+    kept = tuple((account, cents) for account, cents in merged.items() if cents)
+    assert sum(cents for _, cents in kept) == 0, f"unbalanced postings {kept}"
+    if not kept:
+        return None
+    return Entry(
+        kind, day, kind.key(detail), kind.narration(detail), kept,
+        (("customer", replay.customer), *meta),
+    )  # fmt: skip
+
+
+def _lots_meta(taken: Taken) -> tuple[tuple[str, object], ...]:
+    """The ``lots`` metadata (lot:amount pairs), left out when no lot was touched."""
+    text = " ".join(f"{lot_id}:{format_cents(cents)}" for lot_id, cents in taken)
+    return (("lots", text),) if text else ()
+
+
+def breakage_entry(replay: Replay, day: datetime.date, expired: Taken) -> Entry | None:
+    total = sum(cents for _, cents in expired)
+    postings = [(replay.wallet, total), (accounts.BREAKAGE, -total)]
+    return _entry(replay, EntryKind.BREAKAGE, day, None, postings, _lots_meta(expired))
+
+
+def credit_entry(
+    replay: Replay,
+    kind: EntryKind,
+    lot: Lot,
+    detail: str | None = None,
+    before: tuple[tuple[str, object], ...] = (),
+    after: tuple[tuple[str, object], ...] = (),
+) -> Entry | None:
+    """A credit invoiced to the receivable and added to the wallet as ``lot``."""
+    postings = [(replay.receivable, lot.amount), (replay.wallet, -lot.amount)]
+    meta = (*before, ("lot", lot.lot_id), ("expires", lot.last_valid), *after)
+    return _entry(replay, kind, lot.day, detail, postings, meta)
+
+
+def commitment_lot(replay: Replay, day: datetime.date) -> Lot | None:
+    """The commitment credited on ``day``, if ``day`` starts a billing month of one."""
+    terms = replay.terms_on(day)
+    if terms is None or not terms.active or terms.commitment <= 0:
+        return None
+    if dates.billing_month_start(terms.anchor, day) != day or day < terms.anchor:
+        return None
+    months = replay.rules.commitment_billing_months
+    last_valid = dates.add_months(day, months, terms.anchor.day) - ONE_DAY
+    lot_id = f"commitment-{day.isoformat()}"
+    return Lot(lot_id, "commitment", day, last_valid, terms.commitment, terms.commitment)
+
+
+def top_up_expiry(replay: Replay, day: datetime.date) -> datetime.date:
+    return dates.last_day_of_month(day, replay.rules.top_up_extra_months)
+
+
+def top_up_lot(replay: Replay, event: Event) -> Lot:
+    last_valid = top_up_expiry(replay, event.day)
+    lot_id = f"top-up-{short_hash(event.id)}"
+    return Lot(lot_id, "top_up", event.day, last_valid, event.amount, event.amount)
+
+
+def auto_top_up_lot(replay: Replay, day: datetime.date, need: int, terms: Terms) -> Lot:
+    """The fewest automatic top-ups of the customer's amount that cover ``need``."""
+    amount = -(-need // terms.auto_amount) * terms.auto_amount
+    last_valid = top_up_expiry(replay, day)
+    return Lot(f"auto-top-up-{day.isoformat()}", "auto_top_up", day, last_valid, amount, amount)
+
+
+def payment_entry(replay: Replay, event: Event) -> Entry | None:
+    postings = [(accounts.BANK_CLEARING, event.amount), (replay.receivable, -event.amount)]
+    meta = (("event", event.id),)
+    return _entry(replay, EntryKind.PAYMENT, event.day, short_hash(event.id), postings, meta)
+
+
+def paid_postings(replay: Replay, amount: int, taken: Taken) -> list[tuple[str, int]]:
+    """What the wallet paid of ``amount`` (the lots ``taken``) and the shortfall invoiced."""
+    paid = sum(cents for _, cents in taken)
+    return [(replay.wallet, paid), (replay.receivable, amount - paid)]
+
+
+def usage_entry(replay: Replay, day, conversations: list[Conversation], taken: Taken) -> Entry:
+    """One day's conversations of one billing period: gross at list price, the contra
+    entry of what was included or trial, the charged part paid from the wallet."""
+    gross: dict[str, int] = defaultdict(int)
+    contra: dict[str, int] = defaultdict(int)
+    for conversation in conversations:
+        gross[accounts.REVENUE_BY_KIND[conversation.kind]] -= conversation.price
+        if conversation.status == "included":
+            contra[accounts.ALLOWANCE_INCLUDED] += conversation.price
+        elif conversation.status == "trial":
+            contra[accounts.ALLOWANCE_TRIAL] += conversation.price
+    charged = [c for c in conversations if c.status == "charged"]
+    payment = paid_postings(replay, sum(c.price for c in charged), taken)
+    first = conversations[0]
+    counts = (
+        ("conversations", len(conversations)),
+        ("included", sum(c.status == "included" for c in conversations)),
+        ("charged", len(charged)),
+    )
+    # Counts that are zero on most days are left out (every line costs load time).
+    rare = (
+        ("trial", sum(c.status == "trial" for c in conversations)),
+        ("autopilot", sum(c.kind == "autopilot" for c in conversations)),
+    )
+    meta = (
+        ("period", f"{first.period_start.isoformat()}/{first.period_end or ''}"),
+        *counts,
+        *((key, count) for key, count in rare if count),
+        ("rules-version", first.rules_version),
+        ("conversations-digest", conversations_digest(conversations)),
+        *_lots_meta(taken),
+    )
+    postings = [*gross.items(), *contra.items(), *payment]
+    return _entry(replay, EntryKind.USAGE, day, first.period_start.isoformat(), postings, meta)
+
+
+def channel_entry(replay: Replay, day, channel: str, events: list[Event], taken: Taken):
+    """One channel's charges of one day, as the billing page lists them."""
+    total = sum(event.amount for event in events)
+    postings = [(accounts.CHANNEL_INCOME[channel], -total), *paid_postings(replay, total, taken)]
+    meta = (("events", len(events)), *_lots_meta(taken))
+    return _entry(replay, EntryKind.CHANNEL, day, channel, postings, meta)
+
+
+# ----------------------------------------------------------------------- the day loop
+
+
+def _charges(replay: Replay, book: LotBook, day: datetime.date) -> list[Entry | None]:
+    """The day's automatic top-up (if the charges need one), then the charges."""
+    conversations = replay.usage.get(day, [])
+    channel_events = [e for e in replay.events.get(day, ()) if e.type == "channel_usage"]
+    charged = sum(c.price for c in conversations if c.status == "charged")
+    total = charged + sum(e.amount for e in channel_events)
+    entries: list[Entry | None] = []
+    terms = replay.terms_on(day)
+    if total and terms is not None and terms.auto_enabled:
+        need = total + terms.auto_threshold - book.available(day)
+        if need > 0:
+            lot = auto_top_up_lot(replay, day, need, terms)
+            book.add(lot)
+            count = lot.amount // terms.auto_amount
+            meta = (("top-ups", count), ("threshold", format_cents(terms.auto_threshold)))
+            entries.append(credit_entry(replay, EntryKind.AUTO_TOP_UP, lot, after=meta))
+    by_period: dict[datetime.date, list[Conversation]] = defaultdict(list)
+    for conversation in conversations:
+        by_period[conversation.period_start].append(conversation)
+    for period_start in sorted(by_period):
+        group = by_period[period_start]
+        amount = sum(c.price for c in group if c.status == "charged")
+        entries.append(usage_entry(replay, day, group, book.consume(day, amount)[0]))
+    for channel in CHANNELS:
+        events = [e for e in channel_events if e.channel == channel]
+        if events:
+            taken = book.consume(day, sum(e.amount for e in events))[0]
+            entries.append(channel_entry(replay, day, channel, events, taken))
+    return entries
+
+
+def post_day(replay: Replay, book: LotBook, day: datetime.date) -> list[Entry]:
+    """Everything one day brings, in the order of :class:`EntryKind`."""
+    entries: list[Entry | None] = []
+    expired = book.expire(day)
+    if expired:
+        entries.append(breakage_entry(replay, day, expired))
+    lot = commitment_lot(replay, day)
+    if lot is not None:
+        book.add(lot)
+        entries.append(credit_entry(replay, EntryKind.COMMITMENT, lot))
+    day_events = replay.events.get(day, ())
+    for event in day_events:
+        if event.type == "top_up":
+            lot = top_up_lot(replay, event)
+            book.add(lot)
+            before = (("event", event.id),)
+            entries.append(
+                credit_entry(replay, EntryKind.TOP_UP, lot, short_hash(event.id), before)
+            )
+    entries += _charges(replay, book, day)
+    entries += [payment_entry(replay, e) for e in day_events if e.type == "payment"]
+    return [entry for entry in entries if entry is not None]
+
+
+def commitment_days(terms: tuple[Terms, ...], through: datetime.date) -> list[datetime.date]:
+    """Every day up to ``through`` on which a commitment is credited."""
+    days = set()
+    for index, term in enumerate(terms):
+        if not term.active or term.commitment <= 0:
+            continue
+        end = min(terms[index + 1].day if index + 1 < len(terms) else through, through)
+        start = dates.billing_month_start(term.anchor, term.day)
+        months = 0
+        while (day := dates.add_months(start, months, term.anchor.day)) <= end:
+            if day >= term.day:
+                days.add(day)
+            months += 1
+    return sorted(days)
+
+
+def replay_wallet(
+    customer: str, rating: Rating, rules: Rules, through: datetime.date
+) -> WalletResult:
+    """Replays one customer's wallet up to and including ``through``.
+
+    Args:
+        customer: the customer id.
+        rating: the customer's rating (:func:`ledger_engine.core.rating.rate_customer`).
+        rules: the catalogue and wallet policy.
+        through: the last day to post.
+
+    Returns:
+        The entries the books should hold and the lots with their remainders.
+    """
+    replay = _replay_of(customer, rating, rules, through)
+    book = LotBook()
+    # A sorted list is a heap; days of expiry join it as lots are credited.
+    queue = sorted({*replay.usage, *replay.events, *commitment_days(rating.terms, through)})
+    seen: set[datetime.date] = set()
+    entries: list[Entry] = []
+    while queue:
+        day = heapq.heappop(queue)
+        if day in seen or day > through:
+            continue
+        seen.add(day)
+        known = len(book)
+        entries += post_day(replay, book, day)
+        for lot in book.credited_since(known):  # due again on the day after it expires
+            heapq.heappush(queue, lot.last_valid + ONE_DAY)
+    return WalletResult(tuple(entries), book.lots())
+
+
+def next_due_day(
+    rating: Rating, result: WalletResult, events: list[Event], through: datetime.date
+) -> datetime.date | None:
+    """The first day after ``through`` on which this customer's books change without new
+    events (a lot expires, a commitment is credited, a stored future event falls due)."""
+    candidates = [event.day for event in events if event.day > through]
+    candidates += [
+        lot.last_valid + ONE_DAY
+        for lot in result.lots
+        if lot.remainder > 0 and lot.last_valid >= through
+    ]
+    if rating.terms and rating.terms[-1].active and rating.terms[-1].commitment > 0:
+        terms = rating.terms[-1]
+        start = dates.billing_month_start(terms.anchor, max(through, terms.anchor))
+        candidates.append(dates.add_months(start, 1, terms.anchor.day))
+    return min(candidates) if candidates else None

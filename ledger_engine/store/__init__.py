@@ -1,0 +1,4 @@
+"""The store (``state.sqlite``): schema, views and every query the engine runs.
+
+Imports only ``ledger_engine.core``: nothing here knows the journal files.
+"""

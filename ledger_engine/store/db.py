@@ -1,0 +1,144 @@
+"""Opening and creating the store (``state.sqlite``): schema, pragmas, meta, bulk inserts.
+
+Amounts are integer cents.  Every table is written inside the one transaction of a run, so
+the store is always as before a run or as after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import sqlite_utils
+
+from ledger_engine.core.errors import NoBooks, StoreError, StoreSchemaMismatch
+from ledger_engine.store import views
+
+STORE_NAME = "state.sqlite"
+SCHEMA_VERSION = "2"
+SCHEMA_SQL = Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
+INSERT_BATCH_SIZE = 5000  # event lines checked and inserted per batch
+# SQLite errors that come from the machine, not from the engine's SQL: a full disk, an I/O
+# error, a damaged or foreign file, no permission.  These are expected failures.
+ENVIRONMENT_ERRORS = frozenset(
+    {
+        "SQLITE_FULL",
+        "SQLITE_IOERR",
+        "SQLITE_CORRUPT",
+        "SQLITE_NOTADB",
+        "SQLITE_READONLY",
+        "SQLITE_CANTOPEN",
+        "SQLITE_PERM",
+        "SQLITE_BUSY",
+        "SQLITE_LOCKED",
+    }
+)
+
+
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """Turns SQLite errors caused by the machine into :class:`StoreError`; a SQLite error
+    caused by the engine's own SQL stays what it is (a bug, with its traceback)."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        name = getattr(error, "sqlite_errorname", None) or ""
+        if "_".join(name.split("_")[:2]) in ENVIRONMENT_ERRORS:  # SQLITE_IOERR_WRITE too
+            raise StoreError(f"the store: {error}") from error
+        raise
+
+
+def _pragmas(db: sqlite_utils.Database) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    # WAL with synchronous=NORMAL: a killed process never loses a committed run; a power
+    # cut can undo the last committed run as a whole (its journal tails are then truncated
+    # and the next run posts it again), never half of it.  FULL made a million-event night
+    # wait for hundreds of MB of WAL to reach the disk.
+    db.execute("PRAGMA synchronous=NORMAL")
+    # A run is one transaction; a large page cache keeps index pages of a big night in
+    # memory instead of spilling them to the WAL again and again (bounded: 256 MiB).
+    db.execute("PRAGMA cache_size=-262144")
+
+
+def require_store(books_dir: Path) -> Path:
+    """The path of the store of ``books_dir``; :class:`NoBooks` if there is none."""
+    path = Path(books_dir) / STORE_NAME
+    if not path.is_file():
+        raise NoBooks(f"{books_dir} holds no books (no {STORE_NAME}); run init first")
+    return path
+
+
+def open_store(books_dir: Path) -> sqlite_utils.Database:
+    """Opens the store of the books at ``books_dir``.
+
+    Raises:
+        NoBooks: there is no store (``init`` was not run there).
+        StoreSchemaMismatch: the store has another schema version.
+        StoreError: the file is not a readable store.
+    """
+    path = require_store(books_dir)
+    with store_errors():
+        db = sqlite_utils.Database(path)
+        version = get_meta(db, "schema_version")
+        if version != SCHEMA_VERSION:
+            db.close()
+            raise StoreSchemaMismatch(
+                f"{books_dir} was made with store schema {version}, this ledger-engine reads "
+                f"schema {SCHEMA_VERSION}; there is no migration between them"
+            )
+        _pragmas(db)
+    return db
+
+
+def create_store(books_dir: Path, meta: dict[str, str]) -> sqlite_utils.Database:
+    """Creates the store of new books: tables, views and meta, in one transaction."""
+    db = sqlite_utils.Database(Path(books_dir) / STORE_NAME)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.conn.executescript("BEGIN;\n" + SCHEMA_SQL)
+    views.create_views(db)
+    for key, value in {"schema_version": SCHEMA_VERSION, **meta}.items():
+        set_meta(db, key, value)
+    db.conn.commit()
+    return db
+
+
+def get_meta(db: sqlite_utils.Database, key: str, default: str | None = None) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else default
+
+
+def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
+
+
+def insert_dicts(db: sqlite_utils.Database, table: str, rows: Iterable[dict], conflict="") -> int:
+    """Bulk-inserts dicts that share their keys, with one prepared statement.
+
+    sqlite-utils' ``insert_all`` inspects every value (for JSON columns) and dominated the
+    profile of a million-event night; our rows are plain scalars, so ``executemany`` does.
+
+    Args:
+        db: the store.
+        table: the table name.
+        rows: dicts with the same keys.
+        conflict: e.g. ``"OR IGNORE"``.
+
+    Returns:
+        The number of rows given.
+    """
+    rows = list(rows)
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    sql = (
+        f"INSERT {conflict} INTO {table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))})"
+    )
+    getter = operator.itemgetter(*columns)
+    db.conn.executemany(
+        sql, map(getter, rows) if len(columns) > 1 else ((getter(r),) for r in rows)
+    )
+    return len(rows)

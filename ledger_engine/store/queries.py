@@ -1,0 +1,526 @@
+"""Every read and write of the store, grouped by table.  Amounts are integer cents.
+
+The stages hand records in and get records or plain values back; no SQL lives anywhere
+else in the engine (the views are in :mod:`ledger_engine.store.views`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import orjson
+import sqlite_utils
+
+from ledger_engine.core import accounts
+from ledger_engine.core.model import (
+    EVENT_TYPED_FIELDS,
+    Event,
+    GlSummary,
+    JournalFile,
+    Line,
+    NewEntry,
+    PostedState,
+    Rating,
+    Rejection,
+    WalletResult,
+)
+from ledger_engine.store.db import get_meta, insert_dicts, set_meta
+from ledger_engine.store.views import VIEWS, create_views
+
+LOOKUP_CHUNK = 900  # ids per "IN (...)" query, under SQLite's parameter limit
+CUSTOMER_CHUNK = 500  # customers whose rows one query fetches
+_TYPED_START = len(Event._fields) - len(EVENT_TYPED_FIELDS)
+
+
+def _marks(values: list) -> str:
+    return ",".join("?" * len(values))
+
+
+# ------------------------------------------------------------------------------ meta
+
+
+class BooksSettings(NamedTuple):
+    currency: str
+    timezone: str
+
+
+def books_settings(db: sqlite_utils.Database) -> BooksSettings:
+    return BooksSettings(get_meta(db, "currency"), get_meta(db, "timezone"))
+
+
+def posted_through(db: sqlite_utils.Database) -> datetime.date | None:
+    value = get_meta(db, "posted_through")
+    return datetime.date.fromisoformat(value) if value else None
+
+
+def set_posted_through(db: sqlite_utils.Database, day: datetime.date) -> None:
+    set_meta(db, "posted_through", day.isoformat())
+
+
+def ensure_views(db: sqlite_utils.Database) -> None:
+    """Creates the views that books made by an older engine lack."""
+    if set(VIEWS) - set(db.view_names()):
+        create_views(db)
+
+
+# ---------------------------------------------------------------- events and inputs
+
+EVENT_INSERT = (
+    "INSERT INTO events (id, type, customer, at, day, fields, content_sha, raw, file, line, "
+    "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def known_event_shas(db: sqlite_utils.Database, ids: list[str]) -> dict[str, str]:
+    """The content SHA-256 of each of ``ids`` already stored."""
+    known: dict[str, str] = {}
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        for event_id, sha in db.execute(
+            f"SELECT id, content_sha FROM events WHERE id IN ({_marks(chunk)})", chunk
+        ):
+            known[event_id] = sha
+    return known
+
+
+def event_row(line: Line, run_id: int) -> tuple:
+    """The ``events`` row of a schema-valid line (typed fields as one JSON array)."""
+    event = line.event
+    fields = orjson.dumps(event[_TYPED_START:]).decode()
+    return (
+        event.id, event.type, event.customer, event.at, event.day.isoformat(), fields,
+        line.content_sha, line.raw, line.file, line.number, run_id,
+    )  # fmt: skip
+
+
+def insert_events(db: sqlite_utils.Database, rows: list[tuple]) -> None:
+    db.conn.executemany(EVENT_INSERT, rows)
+
+
+def quarantine_row(line: Line, rejection: Rejection, run_id: int) -> dict:
+    return {
+        "run_id": run_id,
+        "file": line.file,
+        "line": line.number,
+        "reason": rejection.reason,
+        "field": rejection.field,
+        "detail": rejection.detail,
+        "event_id": rejection.event_id,
+        "raw": line.raw,
+        "raw_sha": hashlib.sha256(line.raw.encode("utf-8", "replace")).hexdigest(),
+    }
+
+
+def insert_quarantine(db: sqlite_utils.Database, rows: list[dict]) -> None:
+    # The same bad line read again (a re-run) is counted again but stored once.
+    insert_dicts(db, "quarantine", rows, "OR IGNORE")
+
+
+class KnownInput(NamedTuple):
+    sha256: str
+    lines: int
+    valid: int
+    rejected: dict[str, int]
+
+
+def known_input(db: sqlite_utils.Database, sha256: str) -> KnownInput | None:
+    row = db.execute(
+        "SELECT sha256, lines, valid, rejected FROM input_files WHERE sha256 = ?", [sha256]
+    ).fetchone()
+    return None if row is None else KnownInput(row[0], row[1], row[2], json.loads(row[3]))
+
+
+def record_input(db, sha256: str, lines: int, valid: int, rejected: dict, name: str) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO input_files (sha256, lines, valid, rejected, first_name) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [sha256, lines, valid, json.dumps(rejected), name],
+    )
+
+
+def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str, list[Event]]:
+    """Every schema-valid event of each customer; one query for the whole chunk."""
+    result: dict[str, list[Event]] = {customer: [] for customer in customers}
+    days: dict[str, datetime.date] = {}
+    make, loads = Event._make, orjson.loads
+    for event_id, event_type, customer, at, day_text, fields in db.conn.execute(
+        # In insertion order per customer; rating sorts by (at, type, id) itself.
+        f"SELECT id, type, customer, at, day, fields FROM events "
+        f"WHERE customer IN ({_marks(customers)}) ORDER BY customer",
+        customers,
+    ):
+        day = days.get(day_text)
+        if day is None:
+            day = days[day_text] = datetime.date.fromisoformat(day_text)
+        result[customer].append(make((event_id, event_type, customer, at, day, *loads(fields))))
+    return result
+
+
+def verdict_counts_of_run(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
+    """Rating verdicts on the events a run ingested, by reason."""
+    return dict(
+        db.execute(
+            # Driven from this run's verdicts (few) so no scan of the events table.
+            "SELECT reason, count(*) FROM verdicts v WHERE v.run_id = ? AND "
+            "(SELECT run_id FROM events WHERE id = v.event_id) = ? GROUP BY reason",
+            [run_id, run_id],
+        ).fetchall()
+    )
+
+
+# ------------------------------------------------------------------- derived state
+
+
+def _iso(day: datetime.date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def save_derived_state(
+    db: sqlite_utils.Database,
+    customer: str,
+    rating: Rating,
+    wallet: WalletResult,
+    next_due: datetime.date | None,
+    run_id: int,
+) -> None:
+    """Replaces the customer's derived state (verdicts, periods, conversations, lots)."""
+    for table in ("verdicts", "conversations", "lots", "periods"):
+        db.execute(f"DELETE FROM {table} WHERE customer = ?", [customer])
+    insert_dicts(db, "periods", (
+        {"customer": customer, "period_start": p.start.isoformat(), "period_end": _iso(p.end),
+         "plan": p.plan, "interval": p.interval, "included": p.included}
+        for p in rating.periods
+    ))  # fmt: skip
+    insert_dicts(db, "verdicts", (
+        {"event_id": event_id, "customer": customer, "reason": reason, "run_id": run_id}
+        for event_id, reason in rating.verdicts.items()
+    ))  # fmt: skip
+    insert_dicts(db, "conversations", (
+        {**c._asdict(), "customer": customer, "period_start": c.period_start.isoformat(),
+         "period_end": _iso(c.period_end), "day": c.day.isoformat()}
+        for c in rating.conversations
+    ))  # fmt: skip
+    insert_dicts(db, "lots", (
+        {"customer": customer, "lot_id": lot.lot_id, "kind": lot.kind,
+         "day": lot.day.isoformat(), "last_valid": lot.last_valid.isoformat(),
+         "amount": lot.amount, "remainder": lot.remainder}
+        for lot in wallet.lots
+    ))  # fmt: skip
+    db.execute(
+        "INSERT INTO customers (customer, segment, next_due) VALUES (?, ?, ?) "
+        "ON CONFLICT (customer) DO UPDATE SET next_due = excluded.next_due",
+        [customer, accounts.customer_segment(customer), _iso(next_due)],
+    )
+
+
+def due_customers(db: sqlite_utils.Database, through: datetime.date) -> set[str]:
+    """Customers whose books change by ``through`` without new events."""
+    return {
+        row[0]
+        for row in db.execute(
+            "SELECT customer FROM customers WHERE next_due IS NOT NULL AND next_due <= ?",
+            [through.isoformat()],
+        )
+    }
+
+
+def customers(db: sqlite_utils.Database) -> list[tuple[str, str]]:
+    """Every known customer with its segment."""
+    return db.execute("SELECT customer, segment FROM customers").fetchall()
+
+
+def customer_known(db: sqlite_utils.Database, customer: str) -> bool:
+    row = db.execute("SELECT 1 FROM customers WHERE customer = ?", [customer]).fetchone()
+    return row is not None
+
+
+# ------------------------------------------------------------ transactions, postings
+
+
+def posted_state(
+    db: sqlite_utils.Database, customers: list[str]
+) -> dict[str, dict[tuple[datetime.date, str], PostedState]]:
+    """What the books hold per customer and ``(original day, key)``, for a chunk."""
+    marks = _marks(customers)
+    amounts: dict = defaultdict(dict)
+    for customer, day, key, account, cents in db.execute(
+        f"SELECT customer, orig_day, key, account, sum(amount) FROM postings "
+        f"WHERE customer IN ({marks}) GROUP BY customer, orig_day, key, account",
+        customers,
+    ):
+        amounts[(customer, day, key)][account] = cents
+    result: dict[str, dict] = {customer: {} for customer in customers}
+    # SQLite returns the bare column txn_id from the row holding max(seq).
+    for customer, day, key, seq, txn_id in db.execute(
+        f"SELECT customer, orig_day, key, max(seq), txn_id FROM transactions "
+        f"WHERE customer IN ({marks}) GROUP BY customer, orig_day, key",
+        customers,
+    ):
+        posted = PostedState(amounts.get((customer, day, key), {}), seq, txn_id)
+        result[customer][(datetime.date.fromisoformat(day), key)] = posted
+    return result
+
+
+class Placed(NamedTuple):
+    """A GL summary and the journal files it and each of its entries were written to."""
+
+    summary: GlSummary
+    gl_file: str
+    entry_files: tuple[str, ...]  # one per summary.entries
+
+
+def _entry_rows(entry: NewEntry, file: str, position: int, run_id: int):
+    base = {
+        "txn_id": entry.txn_id, "ledger": "sub", "customer": entry.customer,
+        "orig_day": entry.orig_day.isoformat(), "key": entry.key,
+        "effective_day": entry.effective_day.isoformat(), "run_id": run_id,
+    }  # fmt: skip
+    row = {
+        **base, "seq": entry.seq, "late": int(entry.moved_from_closed_month),
+        "corrects": entry.corrects, "file": file, "position": position,
+        "narration": entry.narration,
+    }  # fmt: skip
+    return row, [{**base, "account": a, "amount": c} for a, c in entry.postings]
+
+
+def _summary_rows(placed: Placed, position: int):
+    summary = placed.summary
+    day = summary.day.isoformat()
+    base = {
+        "txn_id": summary.link, "ledger": "gl", "customer": None, "orig_day": day,
+        "key": "gl", "effective_day": day, "run_id": summary.run_id,
+    }  # fmt: skip
+    row = {
+        **base, "seq": summary.run_id, "late": 0, "corrects": None, "file": placed.gl_file,
+        "position": position, "narration": "Daily summary",
+    }  # fmt: skip
+    return row, [{**base, "account": a, "amount": c} for a, c in summary.postings]
+
+
+def record_postings(db: sqlite_utils.Database, placed: Iterable[Placed]) -> int:
+    """Records a run's GL summaries and subledger entries; returns how many."""
+    txn_rows: list[dict] = []
+    posting_rows: list[dict] = []
+    for item in placed:
+        row, rows = _summary_rows(item, len(txn_rows))
+        txn_rows.append(row)
+        posting_rows += rows
+        for entry, file in zip(item.summary.entries, item.entry_files, strict=True):
+            row, rows = _entry_rows(entry, file, len(txn_rows), item.summary.run_id)
+            txn_rows.append(row)
+            posting_rows += rows
+    insert_dicts(db, "transactions", txn_rows)
+    insert_dicts(db, "postings", posting_rows)
+    return len(txn_rows)
+
+
+def posting_sums(
+    db: sqlite_utils.Database,
+    ledger: str,
+    customer: str | None = None,
+    before: datetime.date | None = None,
+) -> dict[tuple[str, str], int]:
+    """Sums of postings per ``(effective day, account)`` of the GL (``ledger="gl"``) or the
+    subledgers (``"sub"``, optionally one customer's), optionally only before a day."""
+    where, params = ["ledger = ?"], [ledger]
+    if customer is not None:
+        where.append("customer = ?")
+        params.append(customer)
+    if before is not None:
+        where.append("effective_day < ?")
+        params.append(before.isoformat())
+    return {
+        (day, account): cents
+        for day, account, cents in db.execute(
+            f"SELECT effective_day, account, sum(amount) FROM postings "
+            f"WHERE {' AND '.join(where)} GROUP BY effective_day, account",
+            params,
+        )
+    }
+
+
+def balances(db, ledger: str, customer: str | None = None, before=None) -> dict[str, int]:
+    """Account balances (cents) of the GL or a customer's subledger before a day."""
+    totals: dict[str, int] = defaultdict(int)
+    for (_, account), cents in posting_sums(db, ledger, customer, before).items():
+        totals[account] += cents
+    return totals
+
+
+class HistoryRow(NamedTuple):
+    day: str
+    key: str
+    corrects: str | None
+    txn_id: str
+    cents: int  # the wallet posting (negative: money added to the wallet)
+
+
+def wallet_postings(db: sqlite_utils.Database, customer: str) -> list[HistoryRow]:
+    """Every posting to the customer's wallet, in the order of its history."""
+    wallet = accounts.wallet_account(accounts.customer_segment(customer))
+    rows = db.execute(
+        "SELECT t.effective_day, t.key, t.corrects, t.txn_id, p.amount "
+        "FROM postings p JOIN transactions t ON t.txn_id = p.txn_id "
+        # Within a day, money added comes before money spent: the day's charges were
+        # covered by that day's credits (corrections included), so no line shows a
+        # balance below zero that the wallet never had at the end of a posting day.
+        "WHERE p.customer = ? AND p.account = ? "
+        "ORDER BY t.effective_day, p.amount > 0, t.run_id, t.position",
+        [customer, wallet],
+    ).fetchall()
+    return [HistoryRow(*row) for row in rows]
+
+
+# -------------------------------------------------------------------- journal files
+
+
+def recorded_files(db: sqlite_utils.Database) -> dict[str, JournalFile]:
+    """Every journal file the store knows, as recorded at the last commit."""
+    return {
+        path: JournalFile(length, sha, month, bool(sealed))
+        for path, length, sha, month, sealed in db.execute(
+            "SELECT path, length, sha256, month, sealed FROM journal_files"
+        )
+    }
+
+
+def record_files(db: sqlite_utils.Database, files: dict[str, JournalFile]) -> None:
+    """Records journal files after a run's appends (new ones, or longer, never sealed)."""
+    db.conn.executemany(
+        "INSERT OR REPLACE INTO journal_files (path, length, sha256, month, sealed) "
+        "VALUES (?, ?, ?, ?, 0)",
+        [(path, f.length, f.sha256, f.month) for path, f in sorted(files.items())],
+    )
+
+
+def months_with_files_before(db: sqlite_utils.Database, month: str) -> list[str]:
+    return [
+        row[0]
+        for row in db.execute(
+            "SELECT DISTINCT month FROM journal_files WHERE month IS NOT NULL AND month < ? "
+            "ORDER BY month",
+            [month],
+        )
+    ]
+
+
+def seal_month(db: sqlite_utils.Database, month: str) -> dict[str, str]:
+    """Marks a month's files sealed; returns their recorded SHA-256 by path."""
+    files = dict(
+        db.execute("SELECT path, sha256 FROM journal_files WHERE month = ? ORDER BY path", [month])
+    )
+    db.execute("UPDATE journal_files SET sealed = 1 WHERE month = ?", [month])
+    return files
+
+
+# ------------------------------------------------------------------- closed months
+
+
+def closed_months(db: sqlite_utils.Database) -> list[str]:
+    return [row[0] for row in db.execute("SELECT month FROM closed_months ORDER BY month")]
+
+
+def first_open_day(db: sqlite_utils.Database) -> datetime.date | None:
+    """The first day of the month after the last closed month (None if none is closed)."""
+    row = db.execute("SELECT max(month) FROM closed_months").fetchone()
+    if not row or row[0] is None:
+        return None
+    year, month = int(row[0][:4]), int(row[0][5:])
+    return datetime.date(year + month // 12, month % 12 + 1, 1)
+
+
+def record_closed_month(db, month: str, closed_at: str, run_id: int, files: dict) -> None:
+    db["closed_months"].insert(
+        {
+            "month": month,
+            "closed_at": closed_at,
+            "run_id": run_id,
+            "files": json.dumps(files, sort_keys=True),
+        }
+    )
+
+
+# ------------------------------------------------------------------------ run log
+
+
+def next_run_id(db: sqlite_utils.Database) -> int:
+    return (db.execute("SELECT max(run_id) FROM runs").fetchone()[0] or 0) + 1
+
+
+def run_hash(run: dict) -> str:
+    """The SHA-256 of a run record without its own hash (it covers ``prev_hash``)."""
+    fields = {k: v for k, v in run.items() if k != "hash"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def record_run(db: sqlite_utils.Database, run: dict) -> str:
+    """Appends a run to the hash-chained run log; returns its hash."""
+    row = db.execute("SELECT hash FROM runs ORDER BY run_id DESC LIMIT 1").fetchone()
+    run = {**run, "prev_hash": row[0] if row else "0" * 64}
+    run["hash"] = run_hash(run)
+    db["runs"].insert(run)
+    return run["hash"]
+
+
+def runs(db: sqlite_utils.Database) -> Iterator[dict]:
+    """The run log, oldest first, as dicts of its columns."""
+    cursor = db.execute("SELECT * FROM runs ORDER BY run_id")
+    columns = [column[0] for column in cursor.description]
+    for row in cursor.fetchall():
+        yield dict(zip(columns, row, strict=True))
+
+
+# ------------------------------------------------------------ rejections, checks
+
+
+REJECTIONS_SQL = """
+SELECT 'schema', file, line, reason, field, detail, event_id, raw FROM quarantine
+UNION ALL
+SELECT 'rating', e.file, e.line, v.reason, NULL, '', v.event_id, e.raw
+FROM verdicts v JOIN events e ON e.id = v.event_id
+ORDER BY 1 DESC, 2, 3
+"""
+REJECTION_COLUMNS = ("kind", "file", "line", "reason", "field", "detail", "event_id", "raw")
+
+
+def rejections(db: sqlite_utils.Database) -> list[dict]:
+    """Schema verdicts (final), then the current rating verdicts, by file and line."""
+    return [dict(zip(REJECTION_COLUMNS, row, strict=True)) for row in db.execute(REJECTIONS_SQL)]
+
+
+def unrated_usage_events(db: sqlite_utils.Database) -> list[str]:
+    """Accepted suggested-reply or autopilot events with no rated conversation."""
+    return [
+        row[0]
+        for row in db.execute(
+            "SELECT e.id FROM v_events e LEFT JOIN verdicts v ON v.event_id = e.id "
+            "LEFT JOIN conversations c ON c.customer = e.customer "
+            "AND c.conversation = e.conversation WHERE e.type = 'ai_usage' "
+            "AND e.feature != 'playground' AND v.event_id IS NULL AND c.conversation IS NULL"
+        )
+    ]
+
+
+def usage_vs_postings(db: sqlite_utils.Database) -> list[tuple]:
+    return db.execute("SELECT * FROM v_usage_vs_postings").fetchall()
+
+
+def wallet_balances(db: sqlite_utils.Database) -> list[tuple[str, int, int, int]]:
+    """``(customer, wallet, lots, receivable)`` in cents for every customer."""
+    return db.execute("SELECT * FROM v_wallet_balances").fetchall()
+
+
+def counts(db: sqlite_utils.Database) -> dict[str, int]:
+    """What reconcile checked: journal files, runs, conversations, sealed files."""
+    one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
+    return {
+        "journal_files": one("SELECT count(*) FROM journal_files"),
+        "runs": one("SELECT count(*) FROM runs"),
+        "conversations": one("SELECT count(*) FROM conversations"),
+        "sealed_files": one("SELECT count(*) FROM journal_files WHERE sealed = 1"),
+    }

@@ -1,0 +1,70 @@
+-- The store's tables (schema version 2).  Amounts are integer cents; days are ISO dates
+-- in the books' timezone; `at` is a sortable UTC key.  The views are in views.py.
+-- Run as one script inside the transaction that creates the store (db.create_store).
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, customer TEXT NOT NULL, type TEXT NOT NULL, at TEXT NOT NULL,
+    day TEXT NOT NULL, fields TEXT NOT NULL, content_sha TEXT NOT NULL, raw TEXT NOT NULL,
+    file TEXT NOT NULL, line INTEGER NOT NULL, run_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_customer ON events (customer);
+CREATE TABLE IF NOT EXISTS input_files (
+    sha256 TEXT PRIMARY KEY, lines INTEGER NOT NULL, valid INTEGER NOT NULL,
+    rejected TEXT NOT NULL, first_name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL, file TEXT NOT NULL,
+    line INTEGER NOT NULL, reason TEXT NOT NULL, field TEXT, detail TEXT NOT NULL,
+    event_id TEXT, raw TEXT NOT NULL, raw_sha TEXT NOT NULL,
+    UNIQUE (file, line, raw_sha, reason)
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    event_id TEXT PRIMARY KEY, customer TEXT NOT NULL, reason TEXT NOT NULL,
+    run_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS verdicts_customer ON verdicts (customer);
+CREATE TABLE IF NOT EXISTS conversations (
+    customer TEXT NOT NULL, conversation TEXT NOT NULL, period_start TEXT NOT NULL,
+    period_end TEXT, day TEXT NOT NULL, first_at TEXT NOT NULL, first_event TEXT NOT NULL,
+    kind TEXT NOT NULL, status TEXT NOT NULL, price INTEGER NOT NULL,
+    rules_version TEXT NOT NULL, events INTEGER NOT NULL,
+    PRIMARY KEY (customer, conversation)
+);
+CREATE TABLE IF NOT EXISTS periods (
+    customer TEXT NOT NULL, period_start TEXT NOT NULL, period_end TEXT, plan TEXT NOT NULL,
+    interval TEXT NOT NULL, included INTEGER NOT NULL, PRIMARY KEY (customer, period_start)
+);
+CREATE TABLE IF NOT EXISTS lots (
+    customer TEXT NOT NULL, lot_id TEXT NOT NULL, kind TEXT NOT NULL, day TEXT NOT NULL,
+    last_valid TEXT NOT NULL, amount INTEGER NOT NULL, remainder INTEGER NOT NULL,
+    PRIMARY KEY (customer, lot_id)
+);
+CREATE TABLE IF NOT EXISTS customers (
+    customer TEXT PRIMARY KEY, segment TEXT NOT NULL UNIQUE, next_due TEXT
+);
+CREATE TABLE IF NOT EXISTS transactions (
+    txn_id TEXT PRIMARY KEY, ledger TEXT NOT NULL, customer TEXT, orig_day TEXT NOT NULL,
+    key TEXT NOT NULL, seq INTEGER NOT NULL, effective_day TEXT NOT NULL,
+    late INTEGER NOT NULL, corrects TEXT, file TEXT NOT NULL, run_id INTEGER NOT NULL,
+    position INTEGER NOT NULL, narration TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transactions_customer ON transactions (customer, orig_day, key);
+CREATE TABLE IF NOT EXISTS postings (
+    txn_id TEXT NOT NULL, ledger TEXT NOT NULL, customer TEXT, orig_day TEXT NOT NULL,
+    key TEXT NOT NULL, effective_day TEXT NOT NULL, account TEXT NOT NULL,
+    amount INTEGER NOT NULL, run_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS postings_customer ON postings (customer, orig_day, key);
+CREATE TABLE IF NOT EXISTS journal_files (
+    path TEXT PRIMARY KEY, length INTEGER NOT NULL, sha256 TEXT NOT NULL, month TEXT,
+    sealed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY, command TEXT NOT NULL, started TEXT NOT NULL,
+    finished TEXT NOT NULL, through TEXT, inputs TEXT NOT NULL, counts TEXT NOT NULL,
+    files TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS closed_months (
+    month TEXT PRIMARY KEY, closed_at TEXT NOT NULL, run_id INTEGER NOT NULL,
+    files TEXT NOT NULL
+);

@@ -21,7 +21,7 @@ from ledger_engine.core import events
 from ledger_engine.core.errors import InputFileError
 from ledger_engine.core.model import ID_CONFLICT, Line, Rejection
 from ledger_engine.store import queries
-from ledger_engine.store.db import INSERT_BATCH_SIZE
+from ledger_engine.store.queries import INSERT_BATCH_SIZE
 
 STDIN_NAME = "<stdin>"
 

@@ -24,6 +24,7 @@ from ledger_engine.books import layout
 from ledger_engine.books.files import journal_files_on_disk, sha256_file
 from ledger_engine.core import accounts
 from ledger_engine.core.money import exact_cents, format_cents
+from ledger_engine.store import db as store_db
 from ledger_engine.store import queries
 
 
@@ -246,7 +247,7 @@ CHECKS = (check_file_hashes, check_run_chain, check_journals, check_rating)
 def reconcile(books_dir: Path) -> Report:
     """Runs every check of SPEC §6 on the books (holding their lock); never modifies them."""
     with commit.reading(books_dir) as db:
-        queries.ensure_views(db)
+        store_db.ensure_views(db)
         differences = [difference for check in CHECKS for difference in check(books_dir, db)]
         counts = queries.counts(db)
         checked = {

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import re
 
-from ledger_engine.books import text
-
 LEDGER_NAME = "ledger.beancount"
 ACCOUNTS_NAME = "accounts.beancount"
 RULES_NAME = "rules.toml"
@@ -94,13 +92,3 @@ def month_of_path(relative: str) -> str | None:
 def include_path(root: str, month_path: str) -> str:
     """How ``root`` names ``month_path`` in its include (relative to the root's folder)."""
     return month_path if root == LEDGER_NAME else month_path.rsplit("/", 1)[-1]
-
-
-def ledger_root_text(currency: str) -> str:
-    """The GL root as ``init`` writes it: options, the accounts file, the queries."""
-    return (
-        text.root_header("General ledger (ledger-engine)", currency)
-        + text.include_line(ACCOUNTS_NAME)
-        + "\n"
-        + "".join(text.query_directive(name, sql) for name, sql in QUERIES.items())
-    )

@@ -13,6 +13,7 @@ import datetime
 import re
 from collections.abc import Iterable
 
+from ledger_engine.books.layout import ACCOUNTS_NAME, QUERIES
 from ledger_engine.core import accounts
 from ledger_engine.core.model import GlSummary, NewEntry
 from ledger_engine.core.money import format_cents
@@ -60,6 +61,17 @@ def root_header(title: str, currency: str) -> str:
         "",
     ]
     return "\n".join(lines) + "\n"
+
+
+def ledger_root(currency: str) -> str:
+    """The GL root as ``init`` writes it: options, the accounts file, the queries."""
+    queries = "".join(query_directive(name, sql) for name, sql in QUERIES.items())
+    return (
+        root_header("General ledger (ledger-engine)", currency)
+        + include_line(ACCOUNTS_NAME)
+        + "\n"
+        + queries
+    )
 
 
 def open_directive(account: str, currency: str, meta: Iterable[tuple[str, object]] = ()) -> str:

@@ -7,20 +7,19 @@ the store is always as before a run or as after it.
 from __future__ import annotations
 
 import contextlib
-import operator
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
 
 from ledger_engine.core.errors import NoBooks, StoreError, StoreSchemaMismatch
 from ledger_engine.store import views
+from ledger_engine.store.queries import get_meta, set_meta
 
 STORE_NAME = "state.sqlite"
 SCHEMA_VERSION = "2"
 SCHEMA_SQL = Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
-INSERT_BATCH_SIZE = 5000  # event lines checked and inserted per batch
 # SQLite errors that come from the machine, not from the engine's SQL: a full disk, an I/O
 # error, a damaged or foreign file, no permission.  These are expected failures.
 ENVIRONMENT_ERRORS = frozenset(
@@ -105,40 +104,7 @@ def create_store(books_dir: Path, meta: dict[str, str]) -> sqlite_utils.Database
     return db
 
 
-def get_meta(db: sqlite_utils.Database, key: str, default: str | None = None) -> str | None:
-    row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-    return row[0] if row else default
-
-
-def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
-    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
-
-
-def insert_dicts(db: sqlite_utils.Database, table: str, rows: Iterable[dict], conflict="") -> int:
-    """Bulk-inserts dicts that share their keys, with one prepared statement.
-
-    sqlite-utils' ``insert_all`` inspects every value (for JSON columns) and dominated the
-    profile of a million-event night; our rows are plain scalars, so ``executemany`` does.
-
-    Args:
-        db: the store.
-        table: the table name.
-        rows: dicts with the same keys.
-        conflict: e.g. ``"OR IGNORE"``.
-
-    Returns:
-        The number of rows given.
-    """
-    rows = list(rows)
-    if not rows:
-        return 0
-    columns = list(rows[0])
-    sql = (
-        f"INSERT {conflict} INTO {table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join('?' * len(columns))})"
-    )
-    getter = operator.itemgetter(*columns)
-    db.conn.executemany(
-        sql, map(getter, rows) if len(columns) > 1 else ((getter(r),) for r in rows)
-    )
-    return len(rows)
+def ensure_views(db: sqlite_utils.Database) -> None:
+    """Creates the views that books made by an older engine lack."""
+    if set(views.VIEWS) - set(db.view_names()):
+        views.create_views(db)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -29,9 +30,8 @@ from ledger_engine.core.model import (
     Rejection,
     WalletResult,
 )
-from ledger_engine.store.db import get_meta, insert_dicts, set_meta
-from ledger_engine.store.views import VIEWS, create_views
 
+INSERT_BATCH_SIZE = 5000  # event lines checked and inserted per batch
 LOOKUP_CHUNK = 900  # ids per "IN (...)" query, under SQLite's parameter limit
 CUSTOMER_CHUNK = 500  # customers whose rows one query fetches
 _TYPED_START = len(Event._fields) - len(EVENT_TYPED_FIELDS)
@@ -62,10 +62,43 @@ def set_posted_through(db: sqlite_utils.Database, day: datetime.date) -> None:
     set_meta(db, "posted_through", day.isoformat())
 
 
-def ensure_views(db: sqlite_utils.Database) -> None:
-    """Creates the views that books made by an older engine lack."""
-    if set(VIEWS) - set(db.view_names()):
-        create_views(db)
+def get_meta(db: sqlite_utils.Database, key: str, default: str | None = None) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else default
+
+
+def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
+
+
+def insert_dicts(db: sqlite_utils.Database, table: str, rows: Iterable[dict], conflict="") -> int:
+    """Bulk-inserts dicts that share their keys, with one prepared statement.
+
+    sqlite-utils' ``insert_all`` inspects every value (for JSON columns) and dominated the
+    profile of a million-event night; our rows are plain scalars, so ``executemany`` does.
+
+    Args:
+        db: the store.
+        table: the table name.
+        rows: dicts with the same keys.
+        conflict: e.g. ``"OR IGNORE"``.
+
+    Returns:
+        The number of rows given.
+    """
+    rows = list(rows)
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    sql = (
+        f"INSERT {conflict} INTO {table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))})"
+    )
+    getter = operator.itemgetter(*columns)
+    db.conn.executemany(
+        sql, map(getter, rows) if len(columns) > 1 else ((getter(r),) for r in rows)
+    )
+    return len(rows)
 
 
 # ---------------------------------------------------------------- events and inputs

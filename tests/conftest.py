@@ -1,51 +1,21 @@
-"""Shared fixtures: fresh books, posting events, reading balances with beancount itself."""
+"""Fixtures only (as sqlite-utils' conftest does): fresh books, a poster on them, and an
+empty store in memory.  Builders and readers are in builders.py."""
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from beancount import loader
-from ledger_engine.rules import DEFAULT_CATALOGUE_PATH
+import sqlite_utils
+from builders import Poster, init_books
 
-from ledger_engine.commit import create_books
-from ledger_engine.post import post
-
-os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
-
-
-def init_books(path: Path, timezone: str = "UTC", currency: str = "EUR") -> Path:
-    rules_text = DEFAULT_CATALOGUE_PATH.read_text(encoding="utf-8")
-    create_books(path, currency, timezone, rules_text)
-    return path
+from ledger_engine.store import views
+from ledger_engine.store.db import SCHEMA_SQL
 
 
 @pytest.fixture
 def books(tmp_path) -> Path:
     return init_books(tmp_path / "books")
-
-
-class Poster:
-    """Writes events to numbered JSONL files and posts them."""
-
-    def __init__(self, books_dir: Path, scratch: Path):
-        self.books = books_dir
-        self.scratch = scratch
-        self.count = 0
-
-    def write(self, events) -> Path:
-        self.count += 1
-        path = self.scratch / f"events-{self.count}.jsonl"
-        lines = [e if isinstance(e, str) else json.dumps(e) for e in events]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return path
-
-    def __call__(self, events, through: str):
-        return post(self.books, [str(self.write(events))], datetime.date.fromisoformat(through))
 
 
 @pytest.fixture
@@ -55,81 +25,10 @@ def poster(books, tmp_path) -> Poster:
     return Poster(books, scratch)
 
 
-def load_clean(path: Path):
-    entries, errors, options = loader.load_file(str(path))
-    assert not errors, [str(error.message) for error in errors]
-    return entries, options
-
-
-def balances(path: Path) -> dict[str, Decimal]:
-    """Account -> balance (EUR) of a journal, loaded with beancount's loader (no errors)."""
-    entries, _ = load_clean(path)
-    totals: dict[str, Decimal] = {}
-    for entry in entries:
-        for posting in getattr(entry, "postings", None) or ():
-            totals[posting.account] = totals.get(posting.account, Decimal(0)) + posting.units.number
-    return {account: value for account, value in totals.items() if value}
-
-
-def customer_root(books_dir: Path, customer: str) -> Path:
-    from ledger_engine.core.accounts import customer_segment
-
-    return books_dir / "customers" / customer_segment(customer) / "customer.beancount"
-
-
-def gl_balances(books_dir: Path) -> dict[str, Decimal]:
-    return balances(books_dir / "ledger.beancount")
-
-
-def customer_balances(books_dir: Path, customer: str) -> dict[str, Decimal]:
-    return balances(customer_root(books_dir, customer))
-
-
-def D(text: str) -> Decimal:
-    return Decimal(text)
-
-
-def journal_bytes(books_dir: Path) -> dict[str, bytes]:
-    """Every journal file's bytes, by relative path."""
-    return {
-        p.relative_to(books_dir).as_posix(): p.read_bytes()
-        for p in sorted(books_dir.rglob("*.beancount"))
-    }
-
-
-def sub(customer: str, at: str, plan: str, interval: str | None = "monthly", id=None, **extra):
-    event = {
-        "id": id or f"sub-{customer}-{at}",
-        "type": "subscription",
-        "customer": customer,
-        "at": at,
-        "plan": plan,
-        **extra,
-    }
-    if interval:
-        event["interval"] = interval
-    return event
-
-
-def use(customer: str, at: str, conversation: str | None, feature="suggested_reply", id=None):
-    event = {
-        "id": id or f"use-{customer}-{at}-{conversation}-{feature}",
-        "type": "ai_usage",
-        "customer": customer,
-        "at": at,
-        "feature": feature,
-    }
-    if conversation is not None:
-        event["conversation"] = conversation
-    return event
-
-
-def money_event(kind: str, customer: str, at: str, amount: str, id=None, **extra):
-    return {
-        "id": id or f"{kind}-{customer}-{at}",
-        "type": kind,
-        "customer": customer,
-        "at": at,
-        "amount": amount,
-        **extra,
-    }
+@pytest.fixture
+def fresh_store() -> sqlite_utils.Database:
+    """An empty store in memory, with the engine's schema and views."""
+    db = sqlite_utils.Database(memory=True)
+    db.conn.executescript(SCHEMA_SQL)
+    views.create_views(db)
+    return db

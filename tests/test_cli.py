@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
+from builders import sub, use
 from click.testing import CliRunner
-from conftest import sub, use
 
 from ledger_engine.cli import TerminalProgress, main
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from builders import D, customer_balances, journal_bytes, load_clean, sub, use
 from click.testing import CliRunner
-from conftest import D, customer_balances, journal_bytes, load_clean, sub, use
 
 from ledger_engine.cli import main
 from ledger_engine.reconcile import reconcile

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import sqlite3
 
-from conftest import D, customer_balances, gl_balances, journal_bytes, sub, use
+from builders import D, customer_balances, gl_balances, journal_bytes, sub, use
 
 from ledger_engine.post import post
 
@@ -66,7 +66,7 @@ def test_reclassification_is_a_correction_not_an_edit(poster, books):
 
 
 def test_split_runs_give_the_same_balances_as_one_run(tmp_path):
-    from conftest import Poster, init_books
+    from builders import Poster, init_books
 
     events = [enterprise(auto_top_up={"amount": "2.00"})]
     events += [

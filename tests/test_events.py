@@ -8,7 +8,7 @@ import json
 import sqlite3
 
 import pytest
-from conftest import sub, use
+from builders import sub, use
 
 from ledger_engine.core import events as ev
 from ledger_engine.core.dates import load_zone

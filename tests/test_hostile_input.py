@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 
-from conftest import init_books, sub, use
+from builders import init_books, sub, use
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

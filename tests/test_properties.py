@@ -8,7 +8,7 @@ import sqlite3
 from collections import defaultdict
 from decimal import Decimal
 
-from conftest import Poster, balances, init_books, journal_bytes, load_clean
+from builders import Poster, balances, init_books, journal_bytes, load_clean
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

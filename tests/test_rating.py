@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from conftest import D, customer_balances, gl_balances, init_books, sub, use
+from builders import D, customer_balances, gl_balances, init_books, sub, use
 
 from ledger_engine.post import post
 

@@ -6,8 +6,8 @@ import json
 import re
 import sqlite3
 
+from builders import sub, use
 from click.testing import CliRunner
-from conftest import sub, use
 
 from ledger_engine.cli import main
 from ledger_engine.reconcile import reconcile

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import init_books, journal_bytes, sub, use
+from builders import init_books, journal_bytes, sub, use
 
 from ledger_engine.books import files as books_module
 from ledger_engine.close import close_month

@@ -6,6 +6,7 @@ import datetime
 from decimal import Decimal
 
 import pytest
+
 from ledger_engine.rules import DEFAULT_CATALOGUE_PATH, RulesError, load_rules, parse_rules
 
 TEXT = DEFAULT_CATALOGUE_PATH.read_text()

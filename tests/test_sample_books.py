@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import load_clean
+from builders import load_clean
 
 from ledger_engine.books.layout import QUERIES
 from ledger_engine.reconcile import reconcile

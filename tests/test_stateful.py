@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from conftest import Poster, balances, init_books, sub
+from builders import Poster, balances, init_books, sub
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule

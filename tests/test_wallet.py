@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from builders import D, customer_balances, money_event, sub, use
 from click.testing import CliRunner
-from conftest import D, customer_balances, money_event, sub, use
 
 from ledger_engine.cli import main
 from ledger_engine.core.wallet import short_hash

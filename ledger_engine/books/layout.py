@@ -14,6 +14,16 @@ from __future__ import annotations
 
 import re
 
+from ledger_engine.core.accounts import (
+    AI_INCOME_ROOT,
+    ALLOWANCE_ROOT,
+    BREAKAGE,
+    CHANNELS_ROOT,
+    RECEIVABLES_CONTROL,
+    REVENUE_ROOT,
+    WALLETS_CONTROL,
+)
+
 LEDGER_NAME = "ledger.beancount"
 ACCOUNTS_NAME = "accounts.beancount"
 RULES_NAME = "rules.toml"
@@ -26,33 +36,33 @@ _MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.beancount$")
 QUERIES = {
     "revenue_by_month": (
         "SELECT year, month, root(account, 4) AS account, neg(sum(position)) AS gross "
-        "WHERE account ~ '^Income:AI:Revenue' GROUP BY year, month, account "
+        f"WHERE account ~ '^{REVENUE_ROOT}' GROUP BY year, month, account "
         "ORDER BY year, month, account"
     ),
     "allowances_by_month": (
         "SELECT year, month, account, sum(position) AS given "
-        "WHERE account ~ '^Income:AI:Allowance' GROUP BY year, month, account "
+        f"WHERE account ~ '^{ALLOWANCE_ROOT}' GROUP BY year, month, account "
         "ORDER BY year, month, account"
     ),
     "net_ai_revenue_by_month": (
         "SELECT year, month, neg(sum(position)) AS net "
-        "WHERE account ~ '^Income:AI:' GROUP BY year, month ORDER BY year, month"
+        f"WHERE account ~ '^{AI_INCOME_ROOT}:' GROUP BY year, month ORDER BY year, month"
     ),
     "wallet_liability": (
         "SELECT year, month, neg(last(balance)) AS owed WHERE account = "
-        "'Liabilities:Customers:Wallets' GROUP BY year, month ORDER BY year, month"
+        f"'{WALLETS_CONTROL}' GROUP BY year, month ORDER BY year, month"
     ),
     "breakage_by_month": (
         "SELECT year, month, neg(sum(position)) AS breakage "
-        "WHERE account = 'Income:AI:Breakage' GROUP BY year, month ORDER BY year, month"
+        f"WHERE account = '{BREAKAGE}' GROUP BY year, month ORDER BY year, month"
     ),
     "channels_by_month": (
         "SELECT year, month, account, neg(sum(position)) AS amount "
-        "WHERE account ~ '^Income:Channels' GROUP BY year, month, account "
+        f"WHERE account ~ '^{CHANNELS_ROOT}' GROUP BY year, month, account "
         "ORDER BY year, month, account"
     ),
     "receivables_open": (
-        "SELECT sum(position) AS open WHERE account = 'Assets:Receivables:Customers'"
+        f"SELECT sum(position) AS open WHERE account = '{RECEIVABLES_CONTROL}'"
     ),
     # The GL holds daily summaries only; per-customer figures are in the subledgers and
     # the store, so these two say where to look instead of answering wrongly.

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import re
 
+# Roots that group accounts (queries and views select by them).
+CUSTOMER_WALLETS_ROOT = "Liabilities:Customers"
+AI_INCOME_ROOT = "Income:AI"
+REVENUE_ROOT = "Income:AI:Revenue"
+ALLOWANCE_ROOT = "Income:AI:Allowance"
+CHANNELS_ROOT = "Income:Channels"
+
 WALLETS_CONTROL = "Liabilities:Customers:Wallets"
 RECEIVABLES_CONTROL = "Assets:Receivables:Customers"
 BANK_CLEARING = "Assets:Bank:Clearing"
@@ -45,7 +52,7 @@ def customer_segment(customer: str) -> str:
 
 
 def wallet_account(segment: str) -> str:
-    return f"Liabilities:Customers:{segment}:Wallet"
+    return f"{CUSTOMER_WALLETS_ROOT}:{segment}:Wallet"
 
 
 def receivable_account(segment: str) -> str:
@@ -54,7 +61,7 @@ def receivable_account(segment: str) -> str:
 
 def control_account(account: str) -> str:
     """The general-ledger account a subledger account is summed into."""
-    if account.startswith("Liabilities:Customers:"):
+    if account.startswith(CUSTOMER_WALLETS_ROOT + ":"):
         return WALLETS_CONTROL
     if account.startswith(RECEIVABLES_CONTROL + ":"):
         return RECEIVABLES_CONTROL

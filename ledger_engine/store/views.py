@@ -12,7 +12,7 @@ import sqlite_utils
 from ledger_engine.core import accounts
 from ledger_engine.core.model import EVENT_TYPED_FIELDS, EntryKind
 
-WALLET_PREFIX = "Liabilities:Customers:"
+WALLET_PREFIX = accounts.CUSTOMER_WALLETS_ROOT + ":"
 RECEIVABLE_PREFIX = accounts.RECEIVABLES_CONTROL + ":"
 
 
@@ -93,11 +93,11 @@ VIEWS = {
         FROM periods p LEFT JOIN conversations c ON c.customer = p.customer
              AND c.period_start = p.period_start AND c.status = 'included'
         GROUP BY p.customer, p.period_start""",
-    "v_ai_spend_by_customer": """
-        SELECT customer, -sum(CASE WHEN account LIKE 'Income:AI:Revenue:%' THEN amount
+    "v_ai_spend_by_customer": f"""
+        SELECT customer, -sum(CASE WHEN account LIKE '{accounts.REVENUE_ROOT}:%' THEN amount
                                    ELSE 0 END) AS gross_cents,
-               -sum(CASE WHEN account LIKE 'Income:AI:Revenue:%'
-                           OR account LIKE 'Income:AI:Allowance:%' THEN amount ELSE 0 END)
+               -sum(CASE WHEN account LIKE '{accounts.REVENUE_ROOT}:%'
+                           OR account LIKE '{accounts.ALLOWANCE_ROOT}:%' THEN amount ELSE 0 END)
                    AS net_cents
         FROM postings WHERE ledger = 'sub' GROUP BY customer ORDER BY net_cents DESC""",
     "v_rejections_by_reason": """

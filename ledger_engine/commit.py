@@ -73,10 +73,6 @@ class Run(NamedTuple):
     repaired: tuple[str, ...]
 
 
-def _lengths(db: sqlite_utils.Database) -> dict[str, int]:
-    return {path: file.length for path, file in queries.recorded_files(db).items()}
-
-
 @contextlib.contextmanager
 def writing(books_dir: Path, wait_seconds: float = 0) -> Iterator[Run]:
     """Holds the books for one writing run; commits the store when the block ends.
@@ -85,22 +81,23 @@ def writing(books_dir: Path, wait_seconds: float = 0) -> Iterator[Run]:
         NoBooks: there are no books at ``books_dir``.
         BooksLocked: another run holds them past ``wait_seconds``.
         BooksDamaged: a journal file is missing or shorter than recorded.
+        BooksTampered: a sealed file differs from its seal.
     """
     store_db.require_store(books_dir)
     with locked(books_dir, wait_seconds), store_db.store_errors():
         db = store_db.open_store(books_dir)
         try:
-            repaired = tuple(recover(books_dir, _lengths(db)))
+            run_id = queries.next_run_id(db)
+            repaired = tuple(recover(books_dir, queries.recorded_files(db), run_id))
             settings = queries.books_settings(db)
             started = now_text()
             try:
                 with db.atomic():
-                    run_id = queries.next_run_id(db)
                     yield Run(books_dir, db, run_id, started, *settings, repaired)
             except BaseException:
                 db.conn.rollback()
                 with contextlib.suppress(Exception):
-                    recover(books_dir, _lengths(db))
+                    recover(books_dir, queries.recorded_files(db), run_id)
                 raise
         finally:
             db.close()

@@ -2,9 +2,9 @@
 
 Each check in :data:`CHECKS` returns a list of :class:`Difference` values (errors are values);
 :func:`reconcile` runs them all, in that order, and never stops at the first problem.  It
-reads only: a torn tail left by an interrupted run is reported, and repaired by the next
-``post``.  Numbers read from the journals are parsed, never asserted: a number finer than a
-cent is a difference like any other.
+reads only: a torn tail left by an interrupted run is reported, and the next ``post`` moves
+it under ``recovered/``.  Numbers read from the journals are parsed, never asserted: a
+number finer than a cent is a difference like any other.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _file_difference(books_dir: Path, relative: str, recorded) -> Difference | N
     if size > recorded.length and sha256_file(path, recorded.length) == recorded.sha256:
         return Difference(
             "files",
-            "uncommitted tail left by an interrupted run (the next post removes it)",
+            "uncommitted tail left by an interrupted run (the next post moves it to recovered/)",
             relative,
             expected=str(recorded.length),
             found=str(size),
@@ -85,7 +85,13 @@ def check_file_hashes(books_dir: Path, db: sqlite_utils.Database) -> list[Differ
     ]
     for relative in journal_files_on_disk(books_dir):
         if relative not in recorded:
-            differences.append(Difference("files", "journal file unknown to the store", relative))
+            differences.append(
+                Difference(
+                    "files",
+                    "journal file unknown to the store (the next post moves it to recovered/)",
+                    relative,
+                )
+            )
     return differences
 
 

@@ -100,3 +100,23 @@ def test_sample_books_show_every_kind_of_movement():
     assert "Income:AI:Allowance:Trial" in text and "Income:AI:Breakage" in text
     gl = (SAMPLE / "gl/2026/2026-11.beancount").read_text()
     assert '2026-11-01 custom "closed" "2026-10"' in gl
+
+
+def test_reading_the_committed_sample_books_leaves_git_status_clean():
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    for args in (("transactions", "acme-gmbh"), ("rejections",), ("reconcile",)):
+        subprocess.run(
+            [sys.executable, "-m", "ledger_engine", args[0], str(SAMPLE), *args[1:]],
+            capture_output=True,
+            check=args[0] != "reconcile",
+            timeout=120,
+        )
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--", "sample_books"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert status.stdout == ""

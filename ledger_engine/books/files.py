@@ -7,10 +7,11 @@ Commit protocol (SPEC §6; the design doc tells it whole):
    then records the new lengths and hashes in the same store transaction as everything
    else it did, and commits.  The store commit is the commit point.  A failure before the
    commit takes the appended text back at once.
-3. Before anything else, every run truncates each journal file back to its committed
-   length and deletes journal files the store does not know: the leftovers of a run that
-   died before its commit.  A file *shorter* than recorded is damage, not a torn run, and
-   stops the run.
+3. Before anything else, every run moves the bytes past each journal file's committed
+   length, and the journal files the store does not know, under ``recovered/``: the
+   leftovers of a run that died before its commit, or text someone added.  Nothing is
+   deleted.  A file *shorter* than recorded is damage, not a torn run, and a sealed file
+   that differs from its seal is tampering: either stops the run.
 
 This module knows files only: what the store recorded is handed to it, and what it wrote is
 handed back as rows for the store to record.
@@ -28,8 +29,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ledger_engine.books.layout import JOURNAL_TOPS, LOCK_NAME, month_of_path
-from ledger_engine.core.errors import BooksDamaged, BooksLocked, BooksWriteError
+from ledger_engine.books.layout import JOURNAL_TOPS, LOCK_NAME, month_of_path, recovered_path
+from ledger_engine.core.errors import BooksDamaged, BooksLocked, BooksTampered, BooksWriteError
 from ledger_engine.core.model import JournalFile
 
 
@@ -187,47 +188,108 @@ def journal_files_on_disk(books_dir: Path) -> list[str]:
     return sorted(_walk_journals(books_dir)[0])
 
 
-def _truncate(path: Path, length: int) -> None:
+def _free_path(books_dir: Path, relative: str) -> Path:
+    """``relative`` under the books, or with ``-2``, ``-3``... added if that is taken."""
+    path, number = books_dir / relative, 1
+    while path.exists():
+        number += 1
+        path = books_dir / f"{relative}-{number}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _move_tail(books_dir: Path, relative: str, length: int, run_id: int) -> str:
+    """Copies the bytes past ``length`` to ``recovered/`` (durably), then truncates."""
+    path = books_dir / relative
     with path.open("r+b") as stream:
+        stream.seek(length)
+        tail = stream.read()
+        target = _free_path(books_dir, recovered_path(run_id, relative, "tail"))
+        with target.open("wb") as kept:
+            kept.write(tail)
+            os.fsync(kept.fileno())
+        _fsync_directory(target.parent)
         stream.truncate(length)
         os.fsync(stream.fileno())
+    return (
+        f"moved {len(tail)} bytes past the committed end of {relative} to "
+        f"{target.relative_to(books_dir).as_posix()}"
+    )
 
 
-def recover(books_dir: Path, recorded: dict[str, int]) -> list[str]:
-    """Rolls journal files back to their committed lengths; returns what it repaired.
+def _move_file(books_dir: Path, relative: str, run_id: int) -> str:
+    target = _free_path(books_dir, recovered_path(run_id, relative, "file"))
+    os.rename(books_dir / relative, target)
+    _fsync_directory(target.parent)
+    return f"moved {relative} (no run wrote it) to {target.relative_to(books_dir).as_posix()}"
+
+
+def check_sealed(books_dir: Path, recorded: dict[str, JournalFile]) -> list[str]:
+    """The sealed files that are missing or differ from the hash recorded at the seal."""
+    changed = []
+    for relative, file in sorted(recorded.items()):
+        if not file.sealed:
+            continue
+        path = books_dir / relative
+        same_size = path.is_file() and path.stat().st_size == file.length
+        if not same_size or sha256_file(path) != file.sha256:
+            changed.append(relative)
+    return changed
+
+
+def _remove_empty_customer_dirs(books_dir: Path, candidates: set[str]) -> None:
+    # Directories made by an interrupted run for a customer the store does not know.
+    for relative in sorted(candidates, reverse=True):
+        directory = books_dir / relative
+        if relative.count("/") == 1 and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+
+
+def recover(books_dir: Path, recorded: dict[str, JournalFile], run_id: int) -> list[str]:
+    """Brings the journal files back to their committed state without destroying anything.
+
+    Bytes past a file's committed length and journal files the store does not know (what
+    a run that died before its commit left, or what someone added) are moved under
+    ``recovered/run-<run_id>/`` with their original path.
 
     Args:
         books_dir: the books.
-        recorded: committed length of every journal file, by relative path.
+        recorded: every journal file as the store recorded it at the last commit.
+        run_id: the run that recovers (names the folder under ``recovered/``).
+
+    Returns:
+        One line per thing moved.
 
     Raises:
+        BooksTampered: a sealed file differs from its seal (nothing is moved then).
         BooksDamaged: a recorded file is missing or shorter than recorded.
     """
-    repaired = []
+    tampered = check_sealed(books_dir, recorded)
+    if tampered:
+        raise BooksTampered(
+            f"sealed file {tampered[0]} differs from its seal"
+            + (f" (and {len(tampered) - 1} more)" if len(tampered) > 1 else "")
+            + "; restore it before posting or closing (ledger-engine reconcile lists them)"
+        )
     on_disk, empty_directories = _walk_journals(books_dir)
-    for relative, length in recorded.items():
+    repaired = []
+    for relative, file in recorded.items():
         size = on_disk.get(relative)
         if size is None:  # a root file, or missing
             path = books_dir / relative
             if not path.exists():
                 raise BooksDamaged(f"journal file {relative} is missing (recorded in the store)")
             size = path.stat().st_size
-        if size > length:
-            _truncate(books_dir / relative, length)
-            repaired.append(f"truncated {relative} from {size} to {length} bytes")
-        elif size < length:
+        if size > file.length:
+            repaired.append(_move_tail(books_dir, relative, file.length, run_id))
+        elif size < file.length:
             raise BooksDamaged(
-                f"journal file {relative} is shorter than recorded ({size} < {length} bytes)"
+                f"journal file {relative} is shorter than recorded ({size} < {file.length} bytes)"
             )
-    for relative in sorted(set(on_disk) - set(recorded)):
-        (books_dir / relative).unlink()
-        repaired.append(f"removed {relative} (left by an interrupted run)")
-    # Directories made by an interrupted run for a customer the store does not know.
-    removed_parents = {relative.rsplit("/", 1)[0] for relative in set(on_disk) - set(recorded)}
-    for relative in sorted(set(empty_directories) | removed_parents, reverse=True):
-        directory = books_dir / relative
-        if relative.count("/") == 1 and directory.is_dir() and not any(directory.iterdir()):
-            directory.rmdir()
+    unknown = sorted(set(on_disk) - set(recorded))
+    repaired += [_move_file(books_dir, relative, run_id) for relative in unknown]
+    parents = {relative.rsplit("/", 1)[0] for relative in unknown}
+    _remove_empty_customer_dirs(books_dir, set(empty_directories) | parents)
     return repaired
 
 

@@ -30,6 +30,7 @@ RULES_NAME = "rules.toml"
 LOCK_NAME = ".lock"
 CUSTOMER_ROOT_NAME = "customer.beancount"
 JOURNAL_TOPS = ("gl", "customers")  # the folders that hold month files and subledgers
+RECOVERED_DIR = "recovered"  # bytes and files found in the books that no run committed
 _MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.beancount$")
 
 # name -> bean-query statement; written into ledger.beancount, run with `.run NAME`.
@@ -91,6 +92,12 @@ def customer_root_path(segment: str) -> str:
 
 def customer_month_path(segment: str, month: str) -> str:
     return f"{customer_dir(segment)}/{month}.beancount"
+
+
+def recovered_path(run_id: int, relative: str, what: str) -> str:
+    """Where recovery keeps ``what`` (``tail``: bytes past the committed end; ``file``: a
+    file no run wrote) of the journal file ``relative``, found by run ``run_id``."""
+    return f"{RECOVERED_DIR}/run-{run_id}/{relative}.{what}"
 
 
 def month_of_path(relative: str) -> str | None:

@@ -40,6 +40,10 @@ class BooksDamaged(LedgerError):
     """A journal file is missing or shorter than recorded: damage, not a torn run."""
 
 
+class BooksTampered(LedgerError):
+    """A sealed journal file differs from its seal: the writers refuse until it is restored."""
+
+
 class BooksWriteError(LedgerError):
     """Appending to the journals failed (the run was undone)."""
 

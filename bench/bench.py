@@ -1,6 +1,7 @@
 """Performance benchmark of ledger-engine: one synthetic night, and a simulated year of books.
 
-Usage (from the repository root, with the project's virtualenv)::
+Usage (from the repository root, with the project's virtualenv: the script imports
+``ledger_engine``)::
 
     python bench/bench.py                       # full size: 10,000 customers, 1,000,000 events
     python bench/bench.py --small               # CI smoke test: 50 customers, 5,000 events (<1 min)
@@ -30,10 +31,14 @@ What it does, in one run, printing ONE table at the end:
 4. The same post again, which must be a no-op (wall time, peak RSS, 0 transactions written).
 5. ``bean-check`` of the posted books' ledger.beancount and of the busiest customer's
    subledger (information, and a check that what the engine wrote is valid).
-6. A simulated year: ``OUT/year`` is ``init``-ed, then journal files are written directly in
-   the engine's format (gl/YYYY/YYYY-MM.beancount with 4 daily summaries a day, and one busy
-   customer's customers/<segment>/YYYY-MM.beancount with about 6 transactions a day, plus the
-   include lines in ledger.beancount and customer.beancount), and ``bean-check`` is timed on
+6. A simulated year: the books in ``OUT/year`` are written directly, without ``post``, but
+   through the engine's own records and text functions (``NewEntry`` and ``GlSummary`` from
+   ``ledger_engine.core.model``, ``ledger_engine.books.text`` and ``.layout``), so they are
+   shaped like a ``post``'s, with made-up amounts: the root files as ``init`` writes them,
+   gl/YYYY/YYYY-MM.beancount with 4 daily summaries a day (the night's run and 3 later runs),
+   and one busy customer's customers/<segment>/YYYY-MM.beancount with about 6 transactions a
+   day (credits and AI usage, a correction, a late SMS charge and a late payment), plus the
+   include lines in ledger.beancount and customer.beancount.  ``bean-check`` is timed on
    ledger.beancount and on that customer.beancount, with the pickle load cache disabled
    (``BEANCOUNT_DISABLE_LOAD_CACHE=1``).
 
@@ -49,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import itertools
 import json
 import os
@@ -62,14 +68,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
+from ledger_engine.books import layout, text
+from ledger_engine.core import accounts, dates
+from ledger_engine.core.model import CHANNELS, PLANS, EntryKind, GlSummary, NewEntry
+from ledger_engine.core.money import format_cents
+from ledger_engine.core.planner import gl_link
+from ledger_engine.core.wallet import short_hash
+
 DEFAULT_NIGHT = "2026-11-03"
 DEFAULT_SEED = 20261103
 GIB = 1024**3
 SUBSCRIPTION_DAYS_BEFORE = 60  # subscriptions are dated 1..60 days before the night
 BUSY_SHARE = 0.02  # share of the night's events that belong to customer 0
 
-PLANS = ("trial", "essentials", "boost", "pro", "enterprise")
-PLAN_WEIGHTS = (8, 30, 25, 27, 10)
+PLAN_WEIGHTS = (8, 30, 25, 27, 10)  # of model.PLANS, in its order
 # Event type mix of the night (cumulative thresholds on one random draw).
 P_AI = 0.965
 P_CHANNEL = P_AI + 0.020
@@ -79,10 +91,6 @@ P_NEW_CONVERSATION = 0.30  # chance an AI event starts a conversation (else cont
 P_AUTOPILOT_CONVERSATION = 0.25
 P_AUTOPILOT_ESSENTIALS = 0.001  # essentials has no autopilot: rare, rejected by the engine
 P_AUTOPILOT_IN_REPLY = 0.01  # an autopilot event inside a suggested-reply conversation
-CHANNELS = ("sms", "whatsapp", "voice")
-
-GL_TXNS_PER_DAY = 4
-CUSTOMER_ROOT = "customer.beancount"
 
 
 # --------------------------------------------------------------------------- measuring
@@ -171,11 +179,6 @@ def clock(second: int) -> str:
     return f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
 
 
-def money(cents: int) -> str:
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
-
-
 def subscription_line(rng: random.Random, customer: Customer, night: datetime.date) -> str:
     day = night - datetime.timedelta(days=rng.randint(1, SUBSCRIPTION_DAYS_BEFORE))
     event = {
@@ -248,13 +251,13 @@ class NightWriter:
         if roll < P_AI:
             return f'{head}"type":"ai_usage",{self.ai_fields(index)}}}\n'
         if roll < P_CHANNEL:
-            amount = money(rng.randint(5, 500))
+            amount = format_cents(rng.randint(5, 500))
             channel = rng.choice(CHANNELS)
             return f'{head}"type":"channel_usage","channel":"{channel}","amount":"{amount}"}}\n'
         if roll < P_TOP_UP:
             amount = rng.choice(('"25.00"', '"50.00"', "100"))
             return f'{head}"type":"top_up","amount":{amount}}}\n'
-        return f'{head}"type":"payment","amount":"{money(rng.randint(500, 20000))}"}}\n'
+        return f'{head}"type":"payment","amount":"{format_cents(rng.randint(500, 20000))}"}}\n'
 
 
 def generate_night(
@@ -309,173 +312,154 @@ def parse_floor(path: Path) -> tuple[float, int]:
 
 # --------------------------------------------------------------------------- the year
 
+# The simulated year goes through the engine's own records (NewEntry, GlSummary) and text
+# functions (ledger_engine.books.text, .layout): its journals are shaped exactly like those
+# `post` writes; only the amounts and counts are made up.
+CURRENCY = "EUR"  # the currency `ledger-engine init` gives books by default
+RULES_VERSION = "2026.1"
+ONE_DAY = datetime.timedelta(days=1)
+# The GL stands for a full-size book: cents of every GL account in the night's summary (the
+# wallets control account balances it); later runs post 3 of them.
+GL_NIGHT_RANGES = {
+    accounts.RECEIVABLES_CONTROL: (100_000, 900_000),
+    accounts.BANK_CLEARING: (50_000, 500_000),
+    accounts.REVENUE_SUGGESTED: (-900_000, -100_000),
+    accounts.REVENUE_AUTOPILOT: (-900_000, -100_000),
+    accounts.ALLOWANCE_INCLUDED: (50_000, 400_000),
+    accounts.ALLOWANCE_TRIAL: (1_000, 9_000),
+    accounts.BREAKAGE: (-90_000, -1_000),
+    **{account: (-90_000, -1_000) for account in accounts.CHANNEL_INCOME.values()},
+}
 
-def segment(customer: str) -> str:
-    """The engine's account segment of a customer id (SPEC §3; mirrors accounts.py)."""
-    return "C-" + "".join(
-        ch if ch.isascii() and ch.isalnum() else f"-{ord(ch):02X}" for ch in customer
+
+def new_entry(
+    customer: str,
+    segment: str,
+    day: datetime.date,
+    kind: EntryKind,
+    detail: str | None,
+    postings: list[tuple[str, int]],
+    meta: list[tuple[str, object]],
+) -> NewEntry:
+    """A first entry of ``kind`` on ``day`` as the planner hands it to the writer: the kind's
+    key and narration, the customer first in the metadata (as the wallet puts it), and the
+    last posting balancing the others."""
+    *others, (last, _) = postings
+    return NewEntry(
+        customer=customer,
+        segment=segment,
+        kind=kind,
+        orig_day=day,
+        key=kind.key(detail),
+        seq=1,
+        effective_day=day,
+        moved_from_closed_month=False,
+        corrects=None,
+        for_already_posted_day=False,
+        narration=kind.narration(detail),
+        postings=(*others, (last, -sum(cents for _, cents in others))),
+        meta=(("customer", customer), *meta),
     )
 
 
-SHARED_ACCOUNTS = (
-    "Assets:Bank:Clearing",
-    "Income:AI:Revenue:SuggestedReplies",
-    "Income:AI:Revenue:Autopilot",
-    "Income:AI:Allowance:Included",
-    "Income:AI:Allowance:Trial",
-    "Income:AI:Breakage",
-    "Income:Channels:Sms",
-    "Income:Channels:Whatsapp",
-    "Income:Channels:Voice",
-)
-
-
-def root_header(title: str) -> str:
-    return (
-        f"; {title}\n"
-        "; Written by ledger-engine. Append-only: never edit by hand (reconcile detects it).\n"
-        f'option "title" "{title}"\n'
-        'option "operating_currency" "EUR"\n'
-        'option "tolerance_multiplier" "0"\n'
-        'plugin "beancount.plugins.check_commodity"\n'
-        'plugin "beancount.plugins.leafonly"\n'
-        "\n1970-01-01 commodity EUR\n\n"
-    )
-
-
-def customer_root(customer: str, seg: str, months: list[str]) -> str:
-    opens = [
-        f"1970-01-01 open Liabilities:Customers:{seg}:Wallet EUR\n"
-        f'  customer: "{customer}"\n  role: "wallet"\n',
-        f"1970-01-01 open Assets:Receivables:Customers:{seg} EUR\n"
-        f'  customer: "{customer}"\n  role: "receivable"\n',
-        *(f"1970-01-01 open {account} EUR\n" for account in SHARED_ACCOUNTS),
-    ]
-    includes = "".join(f'include "{month}.beancount"\n' for month in months)
-    return root_header(f"Subledger of customer {customer}") + "".join(opens) + "\n" + includes
-
-
-def txn(day, payee: str, narration: str, links, meta, postings) -> str:
-    """One transaction in the engine's layout; the last posting balances the others."""
-    postings = list(postings)
-    postings.append((postings.pop()[0], -sum(cents for _, cents in postings)))
-    lines = [f'{day} * "{payee}" "{narration}"' + "".join(f" ^{link}" for link in links)]
-    for key, value in meta:
-        text = str(value) if isinstance(value, int | datetime.date) else f'"{value}"'
-        lines.append(f"  {key}: {text}")
-    lines.extend(f"  {account}  {money(cents)} EUR" for account, cents in postings)
-    return "\n".join(lines) + "\n\n"
-
-
-def gl_day(rng: random.Random, day: datetime.date) -> str:
-    parts = []
-    for run in range(1, GL_TXNS_PER_DAY + 1):
-        accounts = [
-            ("Assets:Receivables:Customers", rng.randint(100_000, 900_000)),
-            ("Assets:Bank:Clearing", rng.randint(50_000, 500_000)),
-            ("Income:AI:Revenue:SuggestedReplies", -rng.randint(100_000, 900_000)),
-            ("Income:AI:Revenue:Autopilot", -rng.randint(100_000, 900_000)),
-            ("Income:AI:Allowance:Included", rng.randint(50_000, 400_000)),
-            ("Income:AI:Allowance:Trial", rng.randint(1_000, 9_000)),
-            ("Income:AI:Breakage", -rng.randint(1_000, 90_000)),
-            ("Income:Channels:Sms", -rng.randint(1_000, 90_000)),
-            ("Income:Channels:Whatsapp", -rng.randint(1_000, 90_000)),
-            ("Income:Channels:Voice", -rng.randint(1_000, 90_000)),
-        ]
-        if run > 1:  # later runs: small summaries of late events and corrections
-            accounts = rng.sample(accounts, 3)
-        tag = f"gl.{day}.r{run}"
-        meta = [("txn", tag), ("run", run), ("subledger-transactions", rng.randint(1, 40000))]
-        meta.append(("customers", rng.randint(1, 10000)))
-        postings = accounts + [("Liabilities:Customers:Wallets", 0)]
-        parts.append(
-            txn(
-                day,
-                "General ledger",
-                "Daily summary of the customer subledgers",
-                [tag],
-                meta,
-                postings,
-            )
-        )
-    return "".join(parts)
-
-
-def customer_day(rng: random.Random, customer: str, seg: str, day: datetime.date) -> str:
-    wallet, receivable = (
-        f"Liabilities:Customers:{seg}:Wallet",
-        f"Assets:Receivables:Customers:{seg}",
-    )
-    gl = f"gl.{day}.r1"
-    anchor = day.replace(day=1)
-    period = f"{anchor}/{(anchor + datetime.timedelta(days=32)).replace(day=1)}"
-    digest = f"{rng.getrandbits(64):016x}"
-    parts = []
+def customer_day(
+    rng: random.Random, customer: str, segment: str, day: datetime.date
+) -> list[list[NewEntry]]:
+    """The busy customer's entries of one day, by run (4 runs a day, one GL summary each):
+    the night's run posts the credits (a commitment on the 1st) and the AI usage, the 2nd
+    run corrects the usage, the 3rd and 4th post late events (an SMS charge, a payment)."""
+    wallet = accounts.wallet_account(segment)
+    receivable = accounts.receivable_account(segment)
+    entry = functools.partial(new_entry, customer, segment, day)
+    night = []
     if day.day == 1:
-        key = f"{seg}.{day}.commitment"
-        meta = [("txn", f"{key}.1"), ("customer", customer), ("lot", f"commitment-{day}")]
-        parts.append(
-            txn(day, customer, "Commitment", [key, gl], meta, [(receivable, 10000), (wallet, 0)])
-        )
-    key = f"{seg}.{day}.auto-top-up"
-    meta = [("txn", f"{key}.1"), ("customer", customer), ("lot", f"auto-top-up-{day}")]
-    expires = (anchor + datetime.timedelta(days=62)).replace(day=1) - datetime.timedelta(days=1)
-    meta += [("expires", expires), ("top-ups", 2), ("threshold", "0.00")]
-    parts.append(
-        txn(day, customer, "Automatic top-up", [key, gl], meta, [(receivable, 5000), (wallet, 0)])
-    )
-    for seq in (1, 2):
-        key = f"{seg}.{day}.usage.{anchor}"
-        meta = [("txn", f"{key}.{seq}"), ("customer", customer), ("period", period)]
-        if seq == 2:
-            meta.insert(1, ("corrects", f"{key}.1"))
-        counts = [("conversations", rng.randint(50, 400)), ("included", 0), ("charged", 120)]
-        meta += counts + [("autopilot", 30), ("rules-version", "2026.1")]
-        meta += [("conversations-digest", digest), ("lots", f"auto-top-up-{day}:36.00")]
-        narration = "AI usage" if seq == 1 else "Correction: AI usage"
-        postings = [
-            ("Income:AI:Revenue:SuggestedReplies", -rng.randint(1000, 9000)),
-            ("Income:AI:Revenue:Autopilot", -rng.randint(300, 3000)),
-            ("Income:AI:Allowance:Included", rng.randint(0, 900)),
-            (wallet, 0),
+        meta = [("lot", f"commitment-{day}"), ("expires", dates.add_months(day, 1) - ONE_DAY)]
+        night.append(entry(EntryKind.COMMITMENT, None, [(receivable, 10000), (wallet, 0)], meta))
+    top_up = f"auto-top-up-{day}"
+    meta = [("lot", top_up), ("expires", dates.last_day_of_month(day, 1))]
+    meta += [("top-ups", 2), ("threshold", "0.00")]
+    night.append(entry(EntryKind.AUTO_TOP_UP, None, [(receivable, 5000), (wallet, 0)], meta))
+    period_start = day.replace(day=1)
+    period = f"{period_start}/{dates.add_months(period_start, 1)}"
+    digest = f"{rng.getrandbits(64):016x}"
+    usage = []
+    for _ in range(2):  # what the night's run posts, then what a later run makes of it
+        gross = [
+            (accounts.REVENUE_SUGGESTED, -rng.randint(1000, 9000)),
+            (accounts.REVENUE_AUTOPILOT, -rng.randint(300, 3000)),
+            (accounts.ALLOWANCE_INCLUDED, rng.randint(0, 900)),
         ]
-        parts.append(txn(day, customer, narration, [key, gl], meta, postings))
-    key = f"{seg}.{day}.channels"
-    meta = [("txn", f"{key}.1"), ("customer", customer), ("events", 12), ("lots", "x:1.00")]
-    postings = [("Income:Channels:Sms", -rng.randint(10, 900)), (wallet, 0)]
-    parts.append(txn(day, customer, "Channel usage", [key, gl], meta, postings))
-    key = f"{seg}.{day}.payment.{rng.getrandbits(48):012x}"
-    meta = [("txn", f"{key}.1"), ("customer", customer), ("event", f"pay-{day}")]
-    postings = [("Assets:Bank:Clearing", rng.randint(1000, 9000)), (receivable, 0)]
-    parts.append(txn(day, customer, "Payment", [key, gl], meta, postings))
-    return "".join(parts)
+        paid = -sum(cents for _, cents in gross)
+        meta = [("period", period), ("conversations", rng.randint(50, 400)), ("included", 0)]
+        meta += [("charged", 120), ("autopilot", 30), ("rules-version", RULES_VERSION)]
+        meta += [("conversations-digest", digest), ("lots", f"{top_up}:{format_cents(paid)}")]
+        usage.append(entry(EntryKind.USAGE, str(period_start), [*gross, (wallet, 0)], meta))
+    night.append(usage[0])
+    correction = usage[1]._replace(seq=2, corrects=usage[0].txn_id)
+    amount = rng.randint(10, 900)
+    meta = [("events", 12), ("lots", f"{top_up}:{format_cents(amount)}")]
+    postings = [(accounts.CHANNEL_INCOME["sms"], -amount), (wallet, 0)]
+    channel = entry(EntryKind.CHANNEL, "sms", postings, meta)
+    event = f"pay-{day}"
+    postings = [(accounts.BANK_CLEARING, rng.randint(1000, 9000)), (receivable, 0)]
+    payment = entry(EntryKind.PAYMENT, short_hash(event), postings, [("event", event)])
+    late = [e._replace(for_already_posted_day=True) for e in (channel, payment)]
+    return [night, [correction], [late[0]], [late[1]]]
+
+
+def gl_summaries(
+    rng: random.Random, day: datetime.date, runs: list[list[NewEntry]]
+) -> list[GlSummary]:
+    """The day's GL summary of each run, summing the entries that run posts (``runs``), with
+    the postings of a full-size book (GL_NIGHT_RANGES) in the chart's account order."""
+    summaries = []
+    for run_id, entries in enumerate(runs, start=1):
+        totals = {account: rng.randint(*bounds) for account, bounds in GL_NIGHT_RANGES.items()}
+        if run_id > 1:  # later runs: small summaries of late events and corrections
+            totals = dict(rng.sample(list(totals.items()), 3))
+        totals[accounts.WALLETS_CONTROL] = -sum(totals.values())
+        postings = tuple((a, totals[a]) for a in accounts.GL_ACCOUNTS if totals.get(a))
+        summaries.append(GlSummary(day, gl_link(day, run_id), run_id, tuple(entries), postings))
+    return summaries
 
 
 def write_year(books: Path, customer: str, night: datetime.date, days: int, seed: int):
-    """Appends a simulated year of nights to freshly init-ed books; returns (root, txns)."""
+    """Writes new books in ``books``: the ``days`` nights up to ``night`` of the GL and of
+    ``customer``'s subledger, every text appended where and in the order a run appends it
+    (as ``JournalWriter.write_summaries``).  Returns (customer root, GL txns, customer txns)."""
     rng = random.Random(seed + 1)
-    seg = segment(customer)
-    gl_texts: dict[str, list[str]] = {}
-    customer_texts: dict[str, list[str]] = {}
+    segment = accounts.customer_segment(customer)
+    customer_root = layout.customer_root_path(segment)
+    files = {  # relative path -> texts; the roots as `init` and a first post write them
+        layout.ACCOUNTS_NAME: [text.gl_accounts_text(CURRENCY)],
+        layout.LEDGER_NAME: [text.ledger_root(CURRENCY)],
+        customer_root: [text.customer_root(customer, segment, CURRENCY)],
+    }
+
+    def append_to_month(root: str, month_path: str, entry_text: str) -> None:
+        if month_path not in files:  # a new month file is included from its root first
+            files[root].append(text.include_line(layout.include_path(root, month_path)))
+            files[month_path] = []
+        files[month_path].append(entry_text)
+
+    gl_txns = customer_txns = 0
     for offset in range(days - 1, -1, -1):
         day = night - datetime.timedelta(days=offset)
-        month = f"{day:%Y-%m}"
-        gl_texts.setdefault(month, []).append(gl_day(rng, day))
-        customer_texts.setdefault(month, []).append(customer_day(rng, customer, seg, day))
-    for month, texts in gl_texts.items():
-        path = books / "gl" / month[:4] / f"{month}.beancount"
+        gl_file = layout.gl_month_path(dates.month_of(day))
+        customer_file = layout.customer_month_path(segment, dates.month_of(day))
+        for summary in gl_summaries(rng, day, customer_day(rng, customer, segment, day)):
+            append_to_month(layout.LEDGER_NAME, gl_file, text.gl_summary_text(summary, CURRENCY))
+            gl_txns += 1
+            for entry in summary.entries:
+                entry_text = text.subledger_text(entry, summary.link, CURRENCY)
+                append_to_month(customer_root, customer_file, entry_text)
+                customer_txns += 1
+    shutil.rmtree(books, ignore_errors=True)
+    for relative, texts in files.items():
+        path = books / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(texts), encoding="utf-8")
-    with (books / "ledger.beancount").open("a", encoding="utf-8") as ledger:
-        ledger.write("".join(f'include "gl/{m[:4]}/{m}.beancount"\n' for m in gl_texts))
-    folder = books / "customers" / seg
-    folder.mkdir(parents=True, exist_ok=True)
-    for month, texts in customer_texts.items():
-        (folder / f"{month}.beancount").write_text("".join(texts), encoding="utf-8")
-    root = folder / CUSTOMER_ROOT
-    root.write_text(customer_root(customer, seg, list(customer_texts)), encoding="utf-8")
-    count = sum(text.count("\n  txn: ") for texts in customer_texts.values() for text in texts)
-    return root, days * GL_TXNS_PER_DAY, count
+    return books / customer_root, gl_txns, customer_txns
 
 
 # --------------------------------------------------------------------------- the run
@@ -646,8 +630,8 @@ class Bench:
             written = again.get("transactions_written")
             self.failures.check(written == 0, f"the no-op post wrote {written} transactions")
         self.second_night(books)
-        self.bean_check_file(books / "ledger.beancount", "bean-check posted GL (2 nights)", None)
-        root = books / "customers" / segment(busiest) / CUSTOMER_ROOT
+        self.bean_check_file(books / layout.LEDGER_NAME, "bean-check posted GL (2 nights)", None)
+        root = books / layout.customer_root_path(accounts.customer_segment(busiest))
         label = f"bean-check posted busiest customer {busiest}"
         self.bean_check_file(root, label, None)
 
@@ -663,15 +647,13 @@ class Bench:
 
     def year_runs(self) -> None:
         days = self.args.year_days
-        books = self.fresh_books("year")
-        if books is None:
-            return
+        books = self.out / "year"
         self.step(f"writing a simulated year of {days} nights in {books}")
         root, gl_txns, customer_txns = write_year(
             books, customer_id(0), self.night, days, self.args.seed
         )
         label = f"bean-check GL, {days} nights ({gl_txns:,} txns)"
-        self.bean_check_file(books / "ledger.beancount", label, 2.0)
+        self.bean_check_file(books / layout.LEDGER_NAME, label, 2.0)
         label = f"bean-check 1 customer, {days} nights ({customer_txns:,} txns)"
         self.bean_check_file(root, label, 0.5)
 

@@ -1,20 +1,27 @@
 """Shared test builders: events as dicts, a poster that writes them to files and posts them,
-and readers of the books through beancount's own loader.  Fixtures are in conftest.py."""
+readers of the books through beancount's own loader, the store opened for its query
+functions, and invariants of the books shared by the property tests.  Fixtures are in
+conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
+from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
+import sqlite_utils
 from beancount import loader
 
 from ledger_engine.commit import create_books
-from ledger_engine.core.accounts import customer_segment
+from ledger_engine.core.accounts import customer_segment, wallet_account
 from ledger_engine.post import post
 from ledger_engine.rules import DEFAULT_CATALOGUE_PATH
+from ledger_engine.store import queries
+from ledger_engine.store.db import open_store
 
 os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
 
@@ -74,6 +81,50 @@ def customer_balances(books_dir: Path, customer: str) -> dict[str, Decimal]:
 
 def D(text: str) -> Decimal:
     return Decimal(text)
+
+
+def read_store(books_dir: Path) -> contextlib.closing[sqlite_utils.Database]:
+    """The store of the books, for ``with``: read it through
+    :mod:`ledger_engine.store.queries`; it is closed when the block ends."""
+    return contextlib.closing(open_store(books_dir))
+
+
+def wallets_never_negative(books_dir: Path) -> None:
+    """No customer's wallet holds less than nothing at the end of any day of its journal."""
+    for root in books_dir.glob("customers/*/customer.beancount"):
+        entries, _ = load_clean(root)
+        by_day: dict[datetime.date, Decimal] = defaultdict(Decimal)
+        for entry in entries:
+            for posting in getattr(entry, "postings", None) or ():
+                if posting.account.endswith(":Wallet"):
+                    by_day[entry.date] += posting.units.number
+        running = Decimal(0)
+        for day in sorted(by_day):
+            running += by_day[day]
+            assert running <= 0, f"{root}: wallet overdrawn by {running} on {day}"
+
+
+def lots_match_wallets(books_dir: Path) -> None:
+    """Lots sum to each wallet's balance; breakage only after a lot's last valid day;
+    wallet movements = credits - charges - breakage."""
+    with read_store(books_dir) as db:
+        for customer, segment in queries.customers(db):
+            root = books_dir / "customers" / segment / "customer.beancount"
+            wallet = balances(root).get(wallet_account(segment), Decimal(0))
+            lots = queries.lots(db, customer)
+            assert -wallet == Decimal(sum(lot.remainder for lot in lots)) / 100
+            last_valid = {lot.lot_id: lot.last_valid for lot in lots}
+            entries, _ = load_clean(root)
+            for entry in entries:
+                if getattr(entry, "narration", None) == "Expiry":
+                    for item in entry.meta["lots"].split():
+                        lot_id = item.rsplit(":", 1)[0]
+                        assert last_valid[lot_id] < entry.date, (lot_id, entry.date)
+            moves = queries.wallet_postings(db, customer)
+            credits = sum(-m.cents for m in moves if m.cents < 0 and m.key != "breakage")
+            charges = sum(m.cents for m in moves if m.cents > 0 and m.key != "breakage")
+            breakage = sum(m.cents for m in moves if m.key == "breakage")
+            assert Decimal(credits - charges - breakage) / 100 == -wallet
 
 
 def journal_bytes(books_dir: Path) -> dict[str, bytes]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime
-import sqlite3
 
-from builders import D, customer_balances, gl_balances, journal_bytes, sub, use
+from builders import D, customer_balances, gl_balances, journal_bytes, read_store, sub, use
 
 from ledger_engine.post import post
+from ledger_engine.store import queries
 
 
 def enterprise(customer="big", **extra):
@@ -58,11 +58,13 @@ def test_reclassification_is_a_correction_not_an_edit(poster, books):
         "Liabilities:Customers:C-big:Wallet": D("-24.00"),
         "Assets:Receivables:Customers:C-big": D("25.00"),
     }
-    con = sqlite3.connect(books / "state.sqlite")
-    assert dict(con.execute("SELECT conversation, status FROM conversations")) == {
-        "a": "charged",
-        "b": "included",
-    }
+    with read_store(books) as db:
+        statuses = {
+            c.conversation: c.status
+            for customer, _ in queries.customers(db)
+            for c in queries.conversations(db, customer)
+        }
+    assert statuses == {"a": "charged", "b": "included"}
 
 
 def test_split_runs_give_the_same_balances_as_one_run(tmp_path):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import sqlite3
 
 import pytest
-from builders import sub, use
+from builders import read_store, sub, use
 
 from ledger_engine.core import events as ev
 from ledger_engine.core.dates import load_zone
 from ledger_engine.core.model import Rejection
+from ledger_engine.store import queries
 
 UTC = load_zone("UTC")
 GOOD = {
@@ -182,9 +182,10 @@ def test_duplicates_and_id_conflicts(poster, books):
     second = poster([reordered, changed, subscription], "2026-11-30")
     assert (second.read, second.accepted, second.duplicates) == (3, 0, 2)
     assert second.rejected == {"id_conflict": 1}
-    con = sqlite3.connect(books / "state.sqlite")
-    assert con.execute("SELECT conversation FROM v_events WHERE id = 'u'").fetchone() == ("c1",)
-    assert con.execute("SELECT reason, event_id, line FROM quarantine").fetchall() == [
+    with read_store(books) as db:
+        assert queries.event(db, "u").conversation == "c1"
+        quarantined = [r for r in queries.rejections(db) if r["kind"] == "schema"]
+    assert [(r["reason"], r["event_id"], r["line"]) for r in quarantined] == [
         ("id_conflict", "u", 2)
     ]
 
@@ -208,10 +209,11 @@ def test_bad_lines_do_not_stop_good_ones(poster, books):
         "2026-11-30",
     )
     assert (result.read, result.accepted, result.rejected) == (3, 2, {"malformed_json": 1})
-    con = sqlite3.connect(books / "state.sqlite")
-    assert con.execute(
-        "SELECT file LIKE '%events-1.jsonl', line, raw FROM quarantine"
-    ).fetchall() == [(1, 2, "{broken")]
+    with read_store(books) as db:
+        quarantined = [r for r in queries.rejections(db) if r["kind"] == "schema"]
+    assert [(r["file"].endswith("events-1.jsonl"), r["line"], r["raw"]) for r in quarantined] == [
+        (True, 2, "{broken")
+    ]
 
 
 def test_a_file_already_ingested_is_counted_without_parsing_and_the_same(poster, books):

@@ -4,17 +4,17 @@ good event; each bad line becomes a quarantine record with a stable reason."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 
-from builders import init_books, sub, use
+from builders import init_books, read_store, sub, use
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger_engine.core import events as ev
 from ledger_engine.core.dates import load_zone
 from ledger_engine.core.model import ALL_REASONS
+from ledger_engine.store import queries
 
 UTC = load_zone("UTC")
 KEYS = [
@@ -150,10 +150,10 @@ def test_hostile_file_through_the_cli(tmp_path):
     assert "Traceback" not in result.stderr
     counts = json.loads(result.stdout)
     assert counts["read"] == len(HOSTILE_LINES) + 3
-    con = sqlite3.connect(books / "state.sqlite")
-    stored = {row[0] for row in con.execute("SELECT id FROM events")}
+    with read_store(books) as db:
+        stored = queries.event_ids(db)
+        quarantined = sum(r["kind"] == "schema" for r in queries.rejections(db))
     assert stored == {"good-sub", "good-use"}  # nothing hostile got in, nothing good was lost
-    quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
     assert quarantined == counts["read"] - 2  # every bad line is on record
     assert post_cli(books, path, "--strict").returncode == 3
 

@@ -4,11 +4,17 @@ wallets never negative, GL = sum of subledgers."""
 from __future__ import annotations
 
 import datetime
-import sqlite3
 from collections import defaultdict
 from decimal import Decimal
 
-from builders import Poster, balances, init_books, journal_bytes, load_clean
+from builders import (
+    Poster,
+    balances,
+    init_books,
+    journal_bytes,
+    lots_match_wallets,
+    wallets_never_negative,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,51 +93,6 @@ def gl_equals_subledgers(books_dir):
         for account, value in balances(root).items():
             summed[accounts.control_account(account)] += value
     assert gl == {a: v for a, v in summed.items() if v}
-
-
-def wallets_never_negative(books_dir):
-    for root in books_dir.glob("customers/*/customer.beancount"):
-        entries, _ = load_clean(root)
-        by_day: dict[datetime.date, Decimal] = defaultdict(Decimal)
-        for entry in entries:
-            for posting in getattr(entry, "postings", None) or ():
-                if posting.account.endswith(":Wallet"):
-                    by_day[entry.date] += posting.units.number
-        running = Decimal(0)
-        for day in sorted(by_day):
-            running += by_day[day]
-            assert running <= 0, f"{root}: wallet overdrawn by {running} on {day}"
-
-
-def lots_match_wallets(books_dir):
-    """Lots sum to each wallet's balance; breakage only after a lot's last valid day;
-    wallet movements = credits - charges - breakage."""
-    con = sqlite3.connect(books_dir / "state.sqlite")
-    for customer, segment in con.execute("SELECT customer, segment FROM customers"):
-        wallet = balances(books_dir / "customers" / segment / "customer.beancount").get(
-            accounts.wallet_account(segment), Decimal(0)
-        )
-        (remainders,) = con.execute(
-            "SELECT coalesce(sum(remainder), 0) FROM lots WHERE customer = ?", [customer]
-        ).fetchone()
-        assert -wallet == Decimal(remainders) / 100
-        last_valid = dict(
-            con.execute("SELECT lot_id, last_valid FROM lots WHERE customer = ?", [customer])
-        )
-        entries, _ = load_clean(books_dir / "customers" / segment / "customer.beancount")
-        for entry in entries:
-            if getattr(entry, "narration", None) == "Expiry":
-                for item in entry.meta["lots"].split():
-                    lot_id = item.rsplit(":", 1)[0]
-                    assert last_valid[lot_id] < entry.date.isoformat(), (lot_id, entry.date)
-        credits, charges, breakage = con.execute(
-            "SELECT coalesce(sum(CASE WHEN amount < 0 AND key != 'breakage' THEN -amount END), 0),"
-            " coalesce(sum(CASE WHEN amount > 0 AND key != 'breakage' THEN amount END), 0),"
-            " coalesce(sum(CASE WHEN key = 'breakage' THEN amount END), 0) FROM postings "
-            "WHERE customer = ? AND account = ?",
-            [customer, accounts.wallet_account(segment)],
-        ).fetchone()
-        assert Decimal(credits - charges - breakage) / 100 == -wallet
 
 
 @PROPERTY_SETTINGS

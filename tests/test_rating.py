@@ -6,11 +6,10 @@ Balances are read back from the journals with beancount's own loader.  Income is
 
 from __future__ import annotations
 
-import sqlite3
-
-from builders import D, customer_balances, gl_balances, init_books, sub, use
+from builders import D, customer_balances, gl_balances, init_books, read_store, sub, use
 
 from ledger_engine.post import post
+from ledger_engine.store import queries
 
 
 def test_essentials_allowance_then_charges(poster, books):
@@ -108,13 +107,12 @@ def test_month_end_anchor_periods(poster, books):
     ]:
         events.append(use("big", f"2026-{day}T12:00:00Z", conversation))
     poster(events, "2026-04-30")
-    con = sqlite3.connect(books / "state.sqlite")
-    rows = dict(
-        con.execute(
-            "SELECT conversation, period_start || ' ' || status "
-            "FROM conversations ORDER BY conversation"
-        )
-    )
+    with read_store(books) as db:
+        rows = {
+            c.conversation: f"{c.period_start.isoformat()} {c.status}"
+            for customer, _ in queries.customers(db)
+            for c in queries.conversations(db, customer)
+        }
     # Periods: 31 Jan -> 28 Feb -> 31 Mar (the anchor day clamped, then restored).
     assert rows == {
         "a": "2026-01-31 included",
@@ -248,8 +246,8 @@ def test_unknown_customer_is_accepted_once_its_subscription_arrives(poster, book
     assert first.rejected == {"unknown_customer": 1}
     second = poster([sub("late-sub", "2026-11-01T08:00:00Z", "boost")], "2026-11-30")
     assert second.rejected == {}
-    con = sqlite3.connect(books / "state.sqlite")
-    assert con.execute("SELECT count(*) FROM verdicts").fetchone() == (0,)
+    with read_store(books) as db:
+        assert queries.verdicts(db) == {}
     assert customer_balances(books, "late-sub")["Income:AI:Allowance:Included"] == D("0.30")
 
 

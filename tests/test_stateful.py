@@ -11,11 +11,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from builders import Poster, balances, init_books, sub
+from builders import Poster, balances, init_books, sub, wallets_never_negative
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from test_properties import wallets_never_negative
 
 from ledger_engine.books import files as books_module
 from ledger_engine.reconcile import reconcile

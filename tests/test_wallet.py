@@ -4,27 +4,23 @@ payments and the transaction history."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
-from builders import D, customer_balances, money_event, sub, use
+from builders import D, customer_balances, money_event, read_store, sub, use
 from click.testing import CliRunner
 
 from ledger_engine.cli import main
 from ledger_engine.core.wallet import short_hash
+from ledger_engine.store import queries
 
 NO_AUTO = {"enabled": False}
 
 
 def lots(books, customer):
-    con = sqlite3.connect(books / "state.sqlite")
-    return {
-        row[0]: row[1:]
-        for row in con.execute(
-            "SELECT lot_id, kind, last_valid, amount, remainder FROM lots WHERE customer = ? "
-            "ORDER BY lot_id",
-            [customer],
-        )
-    }
+    with read_store(books) as db:
+        return {
+            lot.lot_id: (lot.kind, lot.last_valid.isoformat(), lot.amount, lot.remainder)
+            for lot in queries.lots(db, customer)
+        }
 
 
 def test_commitment_is_credited_each_billing_month_and_expires(poster, books):

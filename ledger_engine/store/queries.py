@@ -20,10 +20,12 @@ import sqlite_utils
 from ledger_engine.core import accounts
 from ledger_engine.core.model import (
     EVENT_TYPED_FIELDS,
+    Conversation,
     Event,
     GlSummary,
     JournalFile,
     Line,
+    Lot,
     NewEntry,
     PostedState,
     Rating,
@@ -194,6 +196,38 @@ def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str
     return result
 
 
+def event(db: sqlite_utils.Database, event_id: str) -> Event | None:
+    """One stored (schema-valid) event.
+
+    Args:
+        db: the store.
+        event_id: the event's ``id``.
+
+    Returns:
+        The event with its typed fields, or None if no event with that id is stored.
+    """
+    row = db.execute(
+        "SELECT id, type, customer, at, day, fields FROM events WHERE id = ?", [event_id]
+    ).fetchone()
+    if row is None:
+        return None
+    _, event_type, customer, at, day, fields = row
+    day = datetime.date.fromisoformat(day)
+    return Event._make((event_id, event_type, customer, at, day, *orjson.loads(fields)))
+
+
+def event_ids(db: sqlite_utils.Database) -> set[str]:
+    """The ids of every stored (schema-valid) event; quarantined lines are not events.
+
+    Args:
+        db: the store.
+
+    Returns:
+        The set of event ids.
+    """
+    return {row[0] for row in db.execute("SELECT id FROM events")}
+
+
 def verdict_counts_of_run(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
     """Rating verdicts on the events a run ingested, by reason."""
     return dict(
@@ -211,6 +245,10 @@ def verdict_counts_of_run(db: sqlite_utils.Database, run_id: int) -> dict[str, i
 
 def _iso(day: datetime.date | None) -> str | None:
     return day.isoformat() if day else None
+
+
+def _date(text: str | None) -> datetime.date | None:
+    return datetime.date.fromisoformat(text) if text else None
 
 
 def save_derived_state(
@@ -249,6 +287,61 @@ def save_derived_state(
         "ON CONFLICT (customer) DO UPDATE SET next_due = excluded.next_due",
         [customer, accounts.customer_segment(customer), _iso(next_due)],
     )
+
+
+def verdicts(db: sqlite_utils.Database) -> dict[str, str]:
+    """The current rating verdicts of every customer (replaced by each rating).
+
+    Args:
+        db: the store.
+
+    Returns:
+        Event id -> rating reason code, as in :attr:`Rating.verdicts`.
+    """
+    return dict(db.execute("SELECT event_id, reason FROM verdicts").fetchall())
+
+
+def conversations(db: sqlite_utils.Database, customer: str) -> list[Conversation]:
+    """The rated conversations of a customer, as its last rating saved them.
+
+    Args:
+        db: the store.
+        customer: the customer id.
+
+    Returns:
+        Its conversations, by first event time, then conversation id.
+    """
+    rows = db.execute(
+        f"SELECT {', '.join(Conversation._fields)} FROM conversations WHERE customer = ? "
+        "ORDER BY first_at, conversation",
+        [customer],
+    )
+    return [
+        c._replace(
+            period_start=_date(c.period_start), period_end=_date(c.period_end), day=_date(c.day)
+        )
+        for c in map(Conversation._make, rows)
+    ]
+
+
+def lots(db: sqlite_utils.Database, customer: str) -> list[Lot]:
+    """The wallet lots of a customer, as its last rating saved them.
+
+    Args:
+        db: the store.
+        customer: the customer id.
+
+    Returns:
+        Its lots (amounts and remainders in cents), by lot id.
+    """
+    rows = db.execute(
+        f"SELECT {', '.join(Lot._fields)} FROM lots WHERE customer = ? ORDER BY lot_id",
+        [customer],
+    )
+    return [
+        lot._replace(day=_date(lot.day), last_valid=_date(lot.last_valid))
+        for lot in map(Lot._make, rows)
+    ]
 
 
 def due_customers(db: sqlite_utils.Database, through: datetime.date) -> set[str]:

@@ -226,10 +226,16 @@ def transactions(books_dir: Path, customer: str, month: str | None, as_json: boo
 @main.command()
 @books_argument
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def reconcile(books_dir: Path, as_json: bool):
+@click.option(
+    "--seal",
+    "kept_seal",
+    metavar="SHA256",
+    help="A seal printed by close and kept outside the books: check the chain against it.",
+)
+def reconcile(books_dir: Path, as_json: bool, kept_seal: str | None):
     """Check the books; exit 1 listing every difference found."""
     with expected_errors():
-        report = reconcile_command.reconcile(books_dir)
+        report = reconcile_command.reconcile(books_dir, kept_seal)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=1))
     else:
@@ -263,7 +269,7 @@ def close(books_dir: Path, month: str, wait_seconds: float):
     with expected_errors():
         result = close_command.close_month(books_dir, month, wait_seconds)
     click.echo(
-        f"Closed {result.month}: {result.files_sealed} files sealed "
-        f"(seal {result.seal_sha256[:16]}), {result.balance_assertions} balance "
-        "assertions written."
+        f"Closed {result.month}: {result.files_sealed} files sealed, "
+        f"{result.balance_assertions} balance assertions written."
     )
+    click.echo(f"Seal: {result.seal_sha256}")

@@ -1,14 +1,14 @@
 """Month close (SPEC §6): seal a month's journal files and assert every balance after it.
 
 After ``close``, the month's files never change again: later corrections for its days are
-dated on the first day of the first open month (see :mod:`ledger_engine.core.planner`), and
-``reconcile`` compares every sealed file with the SHA-256 recorded here.
+dated on the first day of the first open month (see :mod:`ledger_engine.core.planner`).  The
+month's seal chains its files' SHA-256 to the previous month's seal
+(:mod:`ledger_engine.core.seal`); ``reconcile`` recomputes the chain from the files on disk.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +20,7 @@ from ledger_engine.books import layout, text
 from ledger_engine.books.files import write_point
 from ledger_engine.core import accounts, dates
 from ledger_engine.core.errors import NotClosable
+from ledger_engine.core.seal import GENESIS_SEAL, month_seal, seal_chain
 from ledger_engine.store import queries
 
 
@@ -47,12 +48,6 @@ def check_closable(db: sqlite_utils.Database, month: str) -> None:
             f"{month} is not fully posted (posted through {through or 'nothing'}); "
             f"post through {last_day} first"
         )
-
-
-def seal_of(files: dict[str, str]) -> str:
-    """The seal of a month: SHA-256 of its ``path sha256`` lines, sorted by path."""
-    lines = "".join(f"{path} {sha}\n" for path, sha in sorted(files.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def close_month(books_dir: Path, month: str, wait_seconds: float = 0) -> CloseResult:
@@ -87,11 +82,19 @@ def _assert_balances(run: commit.Run, writer: commit.JournalWriter, next_day) ->
 
 
 def _close(run: commit.Run, month: str, next_day: datetime.date) -> CloseResult:
+    closed = queries.closed_month_records(run.db)
+    chain = seal_chain((record.month, record.files) for record in closed)
+    previous = chain[closed[-1].month] if closed else GENESIS_SEAL
     files = queries.seal_month(run.db, month)
-    seal = seal_of(files)
+    seal = month_seal(previous, files)
     writer = commit.JournalWriter(run)
     gl_totals = queries.balances(run.db, "gl", before=next_day)
-    meta = [("files", len(files)), ("seal-sha256", seal), ("run", run.run_id)]
+    meta = [
+        ("files", len(files)),
+        ("previous-seal", previous),
+        ("seal-sha256", seal),
+        ("run", run.run_id),
+    ]
     writer.append_to_month(
         layout.LEDGER_NAME,
         layout.gl_month_path(dates.month_of(next_day)),
@@ -102,6 +105,6 @@ def _close(run: commit.Run, month: str, next_day: datetime.date) -> CloseResult:
     hashes = writer.write()
     queries.record_closed_month(run.db, month, commit.now_text(), run.run_id, files)
     write_point("store commit")
-    counts = {"files_sealed": len(files), "balance_assertions": count}
+    counts = {"files_sealed": len(files), "balance_assertions": count, "seal_sha256": seal}
     commit.record_run(run, f"close {month}", None, "[]", json.dumps(counts), hashes)
     return CloseResult(month, len(files), count, seal)

@@ -9,6 +9,7 @@ number finer than a cent is a difference like any other.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import defaultdict
@@ -22,8 +23,9 @@ from beancount import loader
 from ledger_engine import commit
 from ledger_engine.books import layout
 from ledger_engine.books.files import journal_files_on_disk, sha256_file
-from ledger_engine.core import accounts
+from ledger_engine.core import accounts, dates
 from ledger_engine.core.money import exact_cents, format_cents
+from ledger_engine.core.seal import GENESIS_SEAL, month_seal
 from ledger_engine.store import db as store_db
 from ledger_engine.store import queries
 
@@ -54,6 +56,16 @@ class Report(NamedTuple):
         }
 
 
+class Context(NamedTuple):
+    """What every check reads: the books, the store, a loader that loads each root once,
+    and the seal an auditor kept outside the books (if given)."""
+
+    books_dir: Path
+    db: sqlite_utils.Database
+    load: Callable[[Path], tuple[list, list[Difference]]]
+    kept_seal: str | None = None
+
+
 def _file_difference(books_dir: Path, relative: str, recorded) -> Difference | None:
     path = books_dir / relative
     what = "sealed file" if recorded.sealed else "journal file"
@@ -75,9 +87,10 @@ def _file_difference(books_dir: Path, relative: str, recorded) -> Difference | N
     return None
 
 
-def check_file_hashes(books_dir: Path, db: sqlite_utils.Database) -> list[Difference]:
+def check_file_hashes(ctx: Context) -> list[Difference]:
     """Every journal file is byte-for-byte what the store recorded (sealed ones included)."""
-    recorded = queries.recorded_files(db)
+    books_dir = ctx.books_dir
+    recorded = queries.recorded_files(ctx.db)
     differences = [
         difference
         for relative, file in sorted(recorded.items())
@@ -95,11 +108,11 @@ def check_file_hashes(books_dir: Path, db: sqlite_utils.Database) -> list[Differ
     return differences
 
 
-def check_run_chain(books_dir: Path, db: sqlite_utils.Database) -> list[Difference]:
+def check_run_chain(ctx: Context) -> list[Difference]:
     """The run log's hash chain is intact."""
     differences = []
     previous = "0" * 64
-    for run in queries.runs(db):
+    for run in queries.runs(ctx.db):
         if run["prev_hash"] != previous or queries.run_hash(run) != run["hash"]:
             differences.append(
                 Difference(
@@ -181,8 +194,10 @@ def subledger_roots(books_dir: Path, db: sqlite_utils.Database) -> list[tuple[st
     ]
 
 
-def _check_subledger(books_dir: Path, db, customer: str, segment: str, summed: Sums):
-    entries, differences = _load(books_dir / layout.customer_root_path(segment))
+def _check_subledger(ctx: Context, customer: str, segment: str, summed: Sums):
+    db = ctx.db
+    entries, differences = ctx.load(ctx.books_dir / layout.customer_root_path(segment))
+    differences = list(differences)
     sub, amount_differences = _sums(entries, layout.customer_root_path(segment))
     differences += amount_differences
     differences += _compare(
@@ -197,9 +212,11 @@ def _check_subledger(books_dir: Path, db, customer: str, segment: str, summed: S
     return differences
 
 
-def check_journals(books_dir: Path, db: sqlite_utils.Database) -> list[Difference]:
+def check_journals(ctx: Context) -> list[Difference]:
     """Every journal loads cleanly; GL = sum of subledgers = store, per account and day."""
-    gl_entries, differences = _load(books_dir / layout.LEDGER_NAME)
+    db = ctx.db
+    gl_entries, differences = ctx.load(ctx.books_dir / layout.LEDGER_NAME)
+    differences = list(differences)
     gl, amount_differences = _sums(gl_entries, layout.LEDGER_NAME)
     differences += amount_differences
 
@@ -209,16 +226,17 @@ def check_journals(books_dir: Path, db: sqlite_utils.Database) -> list[Differenc
     store_gl = queries.posting_sums(db, "gl")
     differences += _compare("gl_vs_store", store_gl, gl, gl_file, "general ledger vs store")
     summed: Sums = defaultdict(int)
-    for customer, segment in subledger_roots(books_dir, db):
-        differences += _check_subledger(books_dir, db, customer, segment, summed)
+    for customer, segment in subledger_roots(ctx.books_dir, db):
+        differences += _check_subledger(ctx, customer, segment, summed)
     differences += _compare(
         "gl_vs_subledgers", gl, summed, gl_file, "general ledger vs sum of subledgers"
     )
     return differences
 
 
-def check_rating(books_dir: Path, db: sqlite_utils.Database) -> list[Difference]:
+def check_rating(ctx: Context) -> list[Difference]:
     """Accepted usage is rated, rated conversations are posted once, lots match wallets."""
+    db = ctx.db
     differences = [
         Difference("rating", f"accepted usage event {event_id} is not rated")
         for event_id in queries.unrated_usage_events(db)
@@ -246,15 +264,90 @@ def check_rating(books_dir: Path, db: sqlite_utils.Database) -> list[Difference]
     return differences
 
 
+def _closed_entries(ctx: Context) -> dict[str, str]:
+    """Month -> the seal in its ``custom "closed"`` entry of the GL."""
+    entries, _ = ctx.load(ctx.books_dir / layout.LEDGER_NAME)
+    return {
+        str(entry.values[0].value): str(entry.meta.get("seal-sha256"))
+        for entry in entries
+        if type(entry).__name__ == "Custom" and entry.type == "closed" and entry.values
+    }
+
+
+def _run_log_evidence(db) -> tuple[dict[str, str], dict[str, str]]:
+    """From the hash-chained run log: the last hash written of every file, and the seal each
+    ``close`` run recorded, by month."""
+    last_hash: dict[str, str] = {}
+    seals: dict[str, str] = {}
+    for run in queries.runs(db):
+        last_hash.update(json.loads(run["files"]))
+        if run["command"].startswith("close "):
+            seals[run["command"][6:]] = json.loads(run["counts"]).get("seal_sha256", "")
+    return last_hash, seals
+
+
+def _sealed_file_differences(record, on_disk: dict[str, str], last_hash: dict[str, str]):
+    differences = []
+    for path in sorted(set(record.files) | set(on_disk)):
+        found = on_disk.get(path, "missing")
+        for source, expected in (
+            ("the store's record of the seal", record.files.get(path, "missing")),
+            ("the run log", last_hash.get(path, "missing")),
+        ):
+            if expected != found:
+                message = f"sealed file of {record.month} differs from {source}"
+                differences.append(Difference("seals", message, path, None, None, expected, found))
+    return differences
+
+
+def check_seals(ctx: Context) -> list[Difference]:
+    """Every closed month's seal, recomputed from the files on disk and chained, equals the
+    GL's ``closed`` entry, the store and the run log; and the kept seal, if given."""
+    records = queries.closed_month_records(ctx.db)
+    last_hash, run_seals = _run_log_evidence(ctx.db)
+    gl_seals = _closed_entries(ctx) if records else {}
+    disk = journal_files_on_disk(ctx.books_dir)
+    differences, previous, recomputed = [], GENESIS_SEAL, []
+    for record in records:
+        on_disk = {
+            path: sha256_file(ctx.books_dir / path)
+            for path in disk
+            if layout.month_of_path(path) == record.month
+        }
+        differences += _sealed_file_differences(record, on_disk, last_hash)
+        previous = seal = month_seal(previous, on_disk)
+        recomputed.append(seal)
+        where = layout.gl_month_path(dates.month_of(dates.first_day_after_month(record.month)))
+        for source, expected in (
+            ("the GL's closed entry", gl_seals.get(record.month, "missing")),
+            ("the run log", run_seals.get(record.month, "missing")),
+        ):
+            if expected != seal:
+                message = f"seal of {record.month} recomputed from the files differs from {source}"
+                differences.append(Difference("seals", message, where, None, None, expected, seal))
+    if ctx.kept_seal is not None and ctx.kept_seal not in recomputed:
+        message = "the kept seal matches no closed month's seal recomputed from the files"
+        latest = recomputed[-1] if recomputed else "no month closed"
+        differences.append(Difference("seals", message, None, None, None, ctx.kept_seal, latest))
+    return differences
+
+
 # The checks, in the order they run and report.
-CHECKS = (check_file_hashes, check_run_chain, check_journals, check_rating)
+CHECKS = (check_file_hashes, check_run_chain, check_seals, check_journals, check_rating)
 
 
-def reconcile(books_dir: Path) -> Report:
-    """Runs every check of SPEC §6 on the books (holding their lock); never modifies them."""
+def reconcile(books_dir: Path, kept_seal: str | None = None) -> Report:
+    """Runs every check of SPEC §6 on the books (holding their lock); never modifies them.
+
+    Args:
+        books_dir: the books.
+        kept_seal: a month's seal an auditor kept outside the books (``close`` prints it);
+            it must be one of the seals recomputed from the files.
+    """
     with commit.reading(books_dir) as db:
         store_db.ensure_views(db)
-        differences = [difference for check in CHECKS for difference in check(books_dir, db)]
+        ctx = Context(books_dir, db, functools.cache(_load), kept_seal)
+        differences = [difference for check in CHECKS for difference in check(ctx)]
         counts = queries.counts(db)
         checked = {
             "journal_files": counts["journal_files"],

@@ -551,6 +551,22 @@ def closed_months(db: sqlite_utils.Database) -> list[str]:
     return [row[0] for row in db.execute("SELECT month FROM closed_months ORDER BY month")]
 
 
+class ClosedMonth(NamedTuple):
+    month: str
+    files: dict[str, str]  # path -> SHA-256 recorded when the month was sealed
+    run_id: int
+
+
+def closed_month_records(db: sqlite_utils.Database) -> list[ClosedMonth]:
+    """Every closed month with the file hashes its seal covers, in the order closed."""
+    return [
+        ClosedMonth(month, json.loads(files), run_id)
+        for month, files, run_id in db.execute(
+            "SELECT month, files, run_id FROM closed_months ORDER BY month"
+        )
+    ]
+
+
 def first_open_day(db: sqlite_utils.Database) -> datetime.date | None:
     """The first day of the month after the last closed month (None if none is closed)."""
     row = db.execute("SELECT max(month) FROM closed_months").fetchone()

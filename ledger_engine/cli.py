@@ -21,6 +21,7 @@ from ledger_engine import close as close_command
 from ledger_engine import commit, reports
 from ledger_engine import post as post_command
 from ledger_engine import reconcile as reconcile_command
+from ledger_engine import trace as trace_command
 from ledger_engine.core import dates
 from ledger_engine.core.errors import LedgerError
 from ledger_engine.rules import DEFAULT_CATALOGUE_PATH, parse_rules
@@ -258,6 +259,24 @@ def reconcile(books_dir: Path, as_json: bool, kept_seal: str | None):
         )
     if not report.ok:
         sys.exit(EXIT_DIFFERENCES)
+
+
+@main.command()
+@books_argument
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def trace(books_dir: Path, ref: str, as_json: bool):
+    """Show the chain from REF to the raw events.
+
+    REF is a GL summary (gl.DAY.rRUN), a subledger transaction id or link, an event id or
+    a conversation id.
+    """
+    with expected_errors():
+        chain = trace_command.trace(books_dir, ref)
+    if as_json:
+        click.echo(json.dumps(chain, indent=1))
+    else:
+        click.echo("\n".join(trace_command.trace_lines(chain)))
 
 
 @main.command()

@@ -30,7 +30,8 @@ ALLOWED = {
     "close": {"core", "rules", "books", "store", "commit"},
     "reconcile": {"core", "rules", "books", "store", "commit"},
     "reports": {"core", "rules", "books", "store", "commit"},
-    "cli": {"core", "rules", "commit", "post", "close", "reconcile", "reports"},
+    "trace": {"core", "rules", "books", "store", "commit"},
+    "cli": {"core", "rules", "commit", "post", "close", "reconcile", "reports", "trace"},
     "__main__": {"cli"},
     "__init__": set(),
 }

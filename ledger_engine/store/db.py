@@ -18,7 +18,10 @@ from ledger_engine.store import views
 from ledger_engine.store.queries import get_meta, set_meta
 
 STORE_NAME = "state.sqlite"
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+# Older schemas this engine upgrades in place.  2 -> 3 only adds conversation_history
+# (empty: classifications before the upgrade were not kept; trace says so).
+UPGRADABLE = ("2",)
 SCHEMA_SQL = Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
 # SQLite errors that come from the machine, not from the engine's SQL: a full disk, an I/O
 # error, a damaged or foreign file, no permission.  These are expected failures.
@@ -82,6 +85,9 @@ def open_store(books_dir: Path) -> sqlite_utils.Database:
     with store_errors():
         db = sqlite_utils.Database(path)
         version = get_meta(db, "schema_version")
+        if version in UPGRADABLE:
+            _upgrade(db)
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             db.close()
             raise StoreSchemaMismatch(
@@ -90,6 +96,13 @@ def open_store(books_dir: Path) -> sqlite_utils.Database:
             )
         _pragmas(db)
     return db
+
+
+def _upgrade(db: sqlite_utils.Database) -> None:
+    """Adds what later schemas add (every statement of schema.sql is IF NOT EXISTS)."""
+    db.conn.executescript("BEGIN;\n" + SCHEMA_SQL)
+    set_meta(db, "schema_version", SCHEMA_VERSION)
+    db.conn.commit()
 
 
 def create_store(books_dir: Path, meta: dict[str, str]) -> sqlite_utils.Database:

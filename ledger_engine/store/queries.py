@@ -259,7 +259,9 @@ def save_derived_state(
     next_due: datetime.date | None,
     run_id: int,
 ) -> None:
-    """Replaces the customer's derived state (verdicts, periods, conversations, lots)."""
+    """Replaces the customer's derived state (verdicts, periods, conversations, lots) and
+    records in ``conversation_history`` every conversation whose classification changed."""
+    _record_classification_changes(db, customer, rating, run_id)
     for table in ("verdicts", "conversations", "lots", "periods"):
         db.execute(f"DELETE FROM {table} WHERE customer = ?", [customer])
     insert_dicts(db, "periods", (
@@ -286,6 +288,33 @@ def save_derived_state(
         "INSERT INTO customers (customer, segment, next_due) VALUES (?, ?, ?) "
         "ON CONFLICT (customer) DO UPDATE SET next_due = excluded.next_due",
         [customer, accounts.customer_segment(customer), _iso(next_due)],
+    )
+
+
+_CLASSIFICATION = "day, period_start, kind, status, price, rules_version"
+GONE = "gone"  # the status of a conversation no longer rated (its events were rejected)
+
+
+def _record_classification_changes(db, customer: str, rating: Rating, run_id: int) -> None:
+    old = {
+        row[0]: tuple(row[1:])
+        for row in db.execute(
+            f"SELECT conversation, {_CLASSIFICATION} FROM conversations WHERE customer = ?",
+            [customer],
+        )
+    }
+    rows = []
+    for c in rating.conversations:
+        new = (c.day.isoformat(), c.period_start.isoformat(), c.kind, c.status, c.price,
+               c.rules_version)  # fmt: skip
+        if old.pop(c.conversation, None) != new:
+            rows.append((customer, c.conversation, run_id, *new))
+    for conversation, (day, period_start, kind, _, _, version) in old.items():
+        rows.append((customer, conversation, run_id, day, period_start, kind, GONE, 0, version))
+    db.conn.executemany(
+        f"INSERT OR REPLACE INTO conversation_history (customer, conversation, run_id, "
+        f"{_CLASSIFICATION}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
     )
 
 
@@ -615,6 +644,162 @@ def runs(db: sqlite_utils.Database) -> Iterator[dict]:
     columns = [column[0] for column in cursor.description]
     for row in cursor.fetchall():
         yield dict(zip(columns, row, strict=True))
+
+
+# --------------------------------------------------------------------------- trace
+
+
+class TxnRow(NamedTuple):
+    """A posted transaction (a GL summary or a subledger entry) as the store holds it."""
+
+    txn_id: str
+    ledger: str  # "gl" or "sub"
+    customer: str | None
+    orig_day: str
+    key: str
+    seq: int
+    effective_day: str
+    late: int
+    corrects: str | None
+    file: str
+    run_id: int
+    position: int
+    narration: str
+
+
+_TXN_COLUMNS = ", ".join(TxnRow._fields)
+
+
+def transaction(db: sqlite_utils.Database, txn_id: str) -> TxnRow | None:
+    row = db.execute(f"SELECT {_TXN_COLUMNS} FROM transactions WHERE txn_id = ?", [txn_id])
+    found = row.fetchone()
+    return TxnRow(*found) if found else None
+
+
+def transactions_of_link(db: sqlite_utils.Database, link: str) -> list[TxnRow]:
+    """Every subledger entry of a link (``<segment>.<day>.<key>``): original and corrections."""
+    # Ids are ``<link>.<seq>``: a range of the primary key ('/' sorts right after '.').
+    rows = db.execute(
+        f"SELECT {_TXN_COLUMNS} FROM transactions WHERE txn_id > ? AND txn_id < ? "
+        "AND ledger = 'sub' ORDER BY seq",
+        [link + ".", link + "/"],
+    )
+    return [TxnRow(*row) for row in rows if row[0].rsplit(".", 1)[0] == link]
+
+
+def entries_of_summary(db: sqlite_utils.Database, summary: TxnRow) -> list[TxnRow]:
+    """The subledger entries a GL summary sums: that run's entries dated that day."""
+    rows = db.execute(
+        f"SELECT {_TXN_COLUMNS} FROM transactions WHERE ledger = 'sub' AND run_id = ? "
+        "AND effective_day = ? ORDER BY position",
+        [summary.run_id, summary.effective_day],
+    )
+    return [TxnRow(*row) for row in rows]
+
+
+def postings_of(db: sqlite_utils.Database, txn_id: str) -> list[tuple[str, int]]:
+    return db.execute(
+        "SELECT account, amount FROM postings WHERE txn_id = ? ORDER BY rowid", [txn_id]
+    ).fetchall()
+
+
+class Classification(NamedTuple):
+    """A conversation as one run classified it."""
+
+    conversation: str
+    run_id: int  # the run that classified it so (0: before history was kept)
+    day: str
+    period_start: str
+    kind: str
+    status: str
+    price: int
+    rules_version: str
+
+
+def classifications_as_of(
+    db: sqlite_utils.Database, customer: str, run_id: int
+) -> dict[str, Classification]:
+    """Each conversation of a customer as run ``run_id`` saw it (its latest classification
+    at or before that run).  Falls back to the current classification for conversations
+    with no history (books from before schema 3), marked run 0."""
+    seen: dict[str, Classification] = {}
+    for row in db.execute(
+        f"SELECT conversation, run_id, {_CLASSIFICATION} FROM conversation_history "
+        "WHERE customer = ? AND run_id <= ? ORDER BY run_id",
+        [customer, run_id],
+    ):
+        seen[row[0]] = Classification(*row)
+    history = db.execute(
+        "SELECT 1 FROM conversation_history WHERE customer = ? LIMIT 1", [customer]
+    ).fetchone()
+    if history is None:
+        for row in db.execute(
+            f"SELECT conversation, 0, {_CLASSIFICATION} FROM conversations WHERE customer = ?",
+            [customer],
+        ):
+            seen[row[0]] = Classification(*row)
+    return seen
+
+
+def conversation_customers(db: sqlite_utils.Database, conversation: str) -> list[str]:
+    """The customers that have a conversation of this id (ids are per customer)."""
+    rows = db.execute(
+        "SELECT DISTINCT customer FROM conversation_history WHERE conversation = ? UNION "
+        "SELECT customer FROM conversations WHERE conversation = ? ORDER BY 1",
+        [conversation, conversation],
+    )
+    return [row[0] for row in rows]
+
+
+def conversation_history(
+    db: sqlite_utils.Database, customer: str, conversation: str
+) -> list[Classification]:
+    rows = db.execute(
+        f"SELECT conversation, run_id, {_CLASSIFICATION} FROM conversation_history "
+        "WHERE customer = ? AND conversation = ? ORDER BY run_id",
+        [customer, conversation],
+    )
+    return [Classification(*row) for row in rows]
+
+
+class RawEvent(NamedTuple):
+    """A stored event with its evidence: where it was read and the line as read."""
+
+    id: str
+    type: str
+    customer: str
+    day: str
+    file: str
+    line: int
+    raw: str
+    run_id: int  # the run that read it
+
+
+_RAW_COLUMNS = "id, type, customer, day, file, line, raw, run_id"
+
+
+def raw_event(db: sqlite_utils.Database, event_id: str) -> RawEvent | None:
+    row = db.execute(f"SELECT {_RAW_COLUMNS} FROM events WHERE id = ?", [event_id]).fetchone()
+    return RawEvent(*row) if row else None
+
+
+def raw_events_of_conversation(db, customer: str, conversation: str) -> list[RawEvent]:
+    rows = db.execute(
+        f"SELECT {_RAW_COLUMNS} FROM v_events WHERE customer = ? AND conversation = ? "
+        "ORDER BY at, id",
+        [customer, conversation],
+    )
+    return [RawEvent(*row) for row in rows]
+
+
+def raw_events_of_day(db, customer: str, day: str, event_type: str) -> list[tuple[RawEvent, list]]:
+    """A customer's events of one type and booking day, with their typed fields."""
+    rows = db.execute(
+        f"SELECT {_RAW_COLUMNS}, fields FROM events WHERE customer = ? AND day = ? AND type = ? "
+        "ORDER BY at, id",
+        [customer, day, event_type],
+    )
+    return [(RawEvent(*row[:-1]), orjson.loads(row[-1])) for row in rows]
 
 
 # ------------------------------------------------------------ rejections, checks

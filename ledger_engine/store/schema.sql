@@ -1,4 +1,4 @@
--- The store's tables (schema version 2).  Amounts are integer cents; days are ISO dates
+-- The store's tables (schema version 3).  Amounts are integer cents; days are ISO dates
 -- in the books' timezone; `at` is a sortable UTC key.  The views are in views.py.
 -- Run as one script inside the transaction that creates the store (db.create_store).
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,4 +67,12 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS closed_months (
     month TEXT PRIMARY KEY, closed_at TEXT NOT NULL, run_id INTEGER NOT NULL,
     files TEXT NOT NULL
+);
+-- Schema 3: how each run classified each conversation, a row whenever that changed, so an
+-- auditor can see a posting's conversations as the run that posted it saw them.
+CREATE TABLE IF NOT EXISTS conversation_history (
+    customer TEXT NOT NULL, conversation TEXT NOT NULL, run_id INTEGER NOT NULL,
+    day TEXT NOT NULL, period_start TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+    price INTEGER NOT NULL, rules_version TEXT NOT NULL,
+    PRIMARY KEY (customer, conversation, run_id)
 );

@@ -72,7 +72,7 @@ from ledger_engine.books import layout, text
 from ledger_engine.core import accounts, dates
 from ledger_engine.core.model import CHANNELS, PLANS, EntryKind, GlSummary, NewEntry
 from ledger_engine.core.money import format_cents
-from ledger_engine.core.planner import gl_link
+from ledger_engine.core.planner import plan_gl_summaries
 from ledger_engine.core.wallet import short_hash
 
 DEFAULT_NIGHT = "2026-11-03"
@@ -410,16 +410,18 @@ def customer_day(
 def gl_summaries(
     rng: random.Random, day: datetime.date, runs: list[list[NewEntry]]
 ) -> list[GlSummary]:
-    """The day's GL summary of each run, summing the entries that run posts (``runs``), with
-    the postings of a full-size book (GL_NIGHT_RANGES) in the chart's account order."""
+    """The day's GL summaries of each run, one per kind of movement of the entries that run
+    posts (``runs``), as ``plan_gl_summaries`` groups them.  The night's usage summary has
+    the postings of a full-size book (GL_NIGHT_RANGES); the others a few small ones."""
     summaries = []
     for run_id, entries in enumerate(runs, start=1):
-        totals = {account: rng.randint(*bounds) for account, bounds in GL_NIGHT_RANGES.items()}
-        if run_id > 1:  # later runs: small summaries of late events and corrections
-            totals = dict(rng.sample(list(totals.items()), 3))
-        totals[accounts.WALLETS_CONTROL] = -sum(totals.values())
-        postings = tuple((a, totals[a]) for a in accounts.GL_ACCOUNTS if totals.get(a))
-        summaries.append(GlSummary(day, gl_link(day, run_id), run_id, tuple(entries), postings))
+        for planned in plan_gl_summaries(entries, run_id):
+            totals = {account: rng.randint(*bounds) for account, bounds in GL_NIGHT_RANGES.items()}
+            if run_id > 1 or planned.movement != "usage":
+                totals = dict(rng.sample(list(totals.items()), 2))
+            totals[accounts.WALLETS_CONTROL] = -sum(totals.values())
+            postings = tuple((a, totals[a]) for a in accounts.GL_ACCOUNTS if totals.get(a))
+            summaries.append(planned._replace(postings=postings))
     return summaries
 
 

@@ -268,8 +268,8 @@ def reconcile(books_dir: Path, as_json: bool, kept_seal: str | None):
 def trace(books_dir: Path, ref: str, as_json: bool):
     """Show the chain from REF to the raw events.
 
-    REF is a GL summary (gl.DAY.rRUN), a subledger transaction id or link, an event id or
-    a conversation id.
+    REF is a GL summary (gl.DAY.KIND.rRUN), a subledger transaction id or link, an event id
+    or a conversation id.
     """
     with expected_errors():
         chain = trace_command.trace(books_dir, ref)

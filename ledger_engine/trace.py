@@ -1,6 +1,6 @@
 """Trace (SPEC §7): from any reference to the whole chain an auditor walks.
 
-A reference is a GL summary's link or id (``gl.<day>.r<run>``), a subledger transaction id
+A reference is a GL summary's link or id (``gl.<day>.<kind>.r<run>``), a subledger transaction id
 (``<segment>.<day>.<key>.<seq>``) or link (without the ``.<seq>``), an event id or a
 conversation id, tried in that order.  The chain is: GL summary -> the subledger entries it
 sums -> for AI usage, the conversations as the posting run classified them -> the raw events
@@ -29,7 +29,9 @@ RUN_ID_MAX = 1 << 62  # "as of now" for classifications_as_of
 # The event type behind each kind of entry that an event causes directly.
 EVENT_KINDS = {
     EntryKind.TOP_UP: "top_up",
+    EntryKind.GRANT: "credit_grant",
     EntryKind.PAYMENT: "payment",
+    EntryKind.WRITE_OFF: "write_off",
     EntryKind.CHANNEL: "channel_usage",
 }
 
@@ -103,8 +105,10 @@ def entry_dict(db: sqlite_utils.Database, entry: TxnRow) -> dict:
 
 
 def gl_link_of(entry: TxnRow) -> str:
-    """The GL summary that sums an entry: its run's summary of its effective day."""
-    return gl_link(datetime.date.fromisoformat(entry.effective_day), entry.run_id)
+    """The GL summary that sums an entry: its run's summary of its effective day and kind."""
+    of_key = EntryKind.of_key(entry.key)
+    movement = of_key[0].movement if of_key else "other"
+    return gl_link(datetime.date.fromisoformat(entry.effective_day), movement, entry.run_id)
 
 
 def _conversation_links(db, customer: str, conversation: str) -> list[str]:
@@ -129,7 +133,9 @@ def _links_of_event(db, event: RawEvent) -> list[str]:
         return _conversation_links(db, stored.customer, stored.conversation)
     detail = {
         "top_up": (EntryKind.TOP_UP, short_hash(stored.id)),
+        "credit_grant": (EntryKind.GRANT, short_hash(stored.id)),
         "payment": (EntryKind.PAYMENT, short_hash(stored.id)),
+        "write_off": (EntryKind.WRITE_OFF, short_hash(stored.id)),
         "channel_usage": (EntryKind.CHANNEL, stored.channel),
     }.get(stored.type)
     if detail is None:
@@ -153,7 +159,8 @@ def find(db: sqlite_utils.Database, ref: str) -> Found:
     """Resolves a reference (see the module docstring); :class:`NothingToTrace` if none."""
     row = queries.transaction(db, ref)
     if row is not None and row.ledger == "gl":
-        return Found("gl-summary", {ref: queries.entries_of_summary(db, row)}, [])
+        entries = [e for e in queries.entries_of_day(db, row) if gl_link_of(e) == ref]
+        return Found("gl-summary", {ref: entries}, [])
     if row is not None:
         return Found("transaction", _group([row]), [])
     entries = queries.transactions_of_link(db, ref)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the sample event log in ``sample_books/events/`` (three nightly exports).
+"""Writes the sample event log in ``sample_books/events/`` (three nightly exports and a
+file of finance's own events).
 
 The JSON Lines files are committed; this script only documents how they were made and
 rebuilds them byte for byte (fixed seed, no clock):
@@ -48,7 +49,8 @@ from zoneinfo import ZoneInfo
 SEED = 20261001
 OUT_DIR = Path(__file__).resolve().parent / "events"
 OCT, NOV, LATE = "2026-10-night.jsonl", "2026-11-night.jsonl", "2026-12-late.jsonl"
-FILES = (OCT, NOV, LATE)
+FINANCE = "2026-12-finance.jsonl"  # finance's own events: credit grants and write-offs
+FILES = (OCT, NOV, LATE, FINANCE)
 UTC = datetime.UTC
 ZONES = {
     "berlin": ZoneInfo("Europe/Berlin"),  # written with the local offset (+02:00 / +01:00)
@@ -508,6 +510,37 @@ def lumen(log: Log) -> None:
     conversations(log, "lu", c, "lu", 3, "2026-12-01", "2026-12-18", start=6)
 
 
+def finance(log: Log) -> None:
+    """Events finance enters itself, in a file of their own: goodwill and promotional credit,
+    a write-off, one more than the customer owes, one with an impossible expiry day."""
+    # Goodwill for echo-media in November (open month): partly used by its charges, the
+    # rest goes back to Income:AI:Allowance:Granted when it expires on 21 Nov.
+    log.event(
+        "fin", "echo-media", "credit_grant", "2026-11-05T09:00", file=FINANCE,
+        amount="5.00", expires="2026-11-20", reason="Goodwill: outage on 4 Nov",
+    )  # fmt: skip
+    # A December promotion without an expiry day: valid like a top-up bought that day.
+    log.event(
+        "fin", "brightdesk", "credit_grant", "2026-12-10T10:00", file=FINANCE,
+        amount="3.00", reason="Promotion: December",
+    )  # fmt: skip
+    # Part of delta-logistics' unpaid commitments written off to Expenses:BadDebt.
+    log.event(
+        "fin", "delta-logistics", "write_off", "2026-12-28T16:00", file=FINANCE,
+        amount="10.00", reason="Disputed December commitment",
+    )  # fmt: skip
+    # More than iris-clinic owes: exceeds_open_receivable.
+    log.event(
+        "fin", "iris-clinic", "write_off", "2026-12-29T16:00", file=FINANCE,
+        amount="500.00", reason="Closing the account",
+    )  # fmt: skip
+    # 30 February: invalid_field (expires).
+    log.event(
+        "fin", "kestrel-bank", "credit_grant", "2026-12-30T09:00", file=FINANCE,
+        amount="2.00", expires="2027-02-30",
+    )  # fmt: skip
+
+
 def bad_lines(log: Log, first_brightdesk: dict) -> None:
     """Lines the engine must quarantine (or count as duplicates) without failing the run."""
     # Truncated by the exporter: malformed_json.
@@ -556,6 +589,7 @@ def main() -> None:
         scenario(log)
     bad_lines(log, first_brightdesk)
     overlap(log, 2)
+    finance(log)
     log.write()
     for name in FILES:
         lines = (OUT_DIR / name).read_text(encoding="utf-8").count("\n")

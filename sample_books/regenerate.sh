@@ -4,7 +4,7 @@
 #   sample_books/regenerate.sh            (from the repository root, or from anywhere)
 #   LEDGER_ENGINE=/path/to/ledger-engine sample_books/regenerate.sh
 #
-# Three nightly runs, one per export, each with an explicit --through so that the result
+# Four runs, one per file, each with an explicit --through so that the result
 # does not depend on today's date.  Prints each run's JSON summary.
 set -euo pipefail
 
@@ -28,6 +28,8 @@ post "$EVENTS/2026-11-night.jsonl" 2026-11-30
 echo "== close 2026-10" >&2
 $LEDGER_ENGINE close "$BOOKS" 2026-10 >&2
 post "$EVENTS/2026-12-late.jsonl" 2026-12-31
+# Finance's own events: credit grants (one back-dated into open November) and write-offs.
+post "$EVENTS/2026-12-finance.jsonl" 2026-12-31
 
 # beancount's loader may leave caches beside the journals; they are not part of the books.
 find "$BOOKS" -name '*.picklecache' -delete

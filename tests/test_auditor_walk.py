@@ -32,7 +32,7 @@ def test_the_readme_walk_runs_as_written_and_every_step_answers():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "GL summary gl.2026-10-27.r1" in out
+    assert "GL summary gl.2026-10-27.usage.r1" in out
     assert "conversation ec-003: suggested_reply, included, 0.20 (as run 1 classified it)" in out
     assert "conversation ec-003: autopilot, charged, 0.20 (as run 4 classified it)" in out
     assert "sample_books/events/2026-12-late.jsonl:1, read in run 4" in out

@@ -6,6 +6,7 @@ Regenerate them (and review the diff) with: ``sample_books/regenerate.sh``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,13 +94,22 @@ def test_sample_books_show_every_kind_of_movement():
         "WhatsApp usage",
         "Voice usage",
         "Payment",
+        "Credit grant",
+        "Write-off",
         "Correction: AI usage",
     ):
         assert f'"{narration}"' in text, narration
     assert "late: TRUE" in text and "corrects: " in text and "late-event: TRUE" in text
-    assert "Income:AI:Allowance:Trial" in text and "Income:AI:Breakage" in text
+    assert "Income:AI:Allowance:Trial" in text and "Income:Wallet:Breakage" in text
+    assert "Income:AI:Allowance:Granted" in text and "Expenses:BadDebt" in text
     gl = (SAMPLE / "gl/2026/2026-11.beancount").read_text()
     assert '2026-11-01 custom "closed" "2026-10"' in gl
+    gl = "".join(p.read_text() for p in sorted(SAMPLE.glob("gl/*/*.beancount")))
+    kinds = set(re.findall(r'  kind: "([a-z-]+)"', gl))
+    assert kinds == {
+        "usage", "channel", "top-up", "auto-top-up", "commitment", "grant", "expiry",
+        "payment", "write-off",
+    }  # fmt: skip
 
 
 def _snapshot(books: Path) -> dict[str, bytes]:

@@ -32,17 +32,19 @@ def history(poster):
 
 def test_a_gl_summary_leads_to_the_entries_it_sums(poster, books):
     history(poster)
-    chain = trace(books, "gl.2026-11-02.r1")
+    chain = trace(books, "gl.2026-11-02.usage.r1")
     assert chain["found"] == "gl-summary"
     (summary,) = chain["gl"]
     totals: dict[str, str] = {}
     for entry in summary["entries"]:
-        assert entry["gl"] == "gl.2026-11-02.r1" and entry["date"] == "2026-11-02"
+        assert entry["gl"] == "gl.2026-11-02.usage.r1" and entry["date"] == "2026-11-02"
         for account, amount in entry["postings"]:
             key = control_account(account)
             totals[key] = f"{float(totals.get(key, 0)) + float(amount):.2f}"
     assert {a: f"{float(v):.2f}" for a, v in summary["postings"]} == totals
-    assert {e["kind"] for e in summary["entries"]} == {"top-up", "usage"}
+    assert {e["kind"] for e in summary["entries"]} == {"usage"}
+    top_up = trace(books, "gl.2026-11-02.top-up.r1")["gl"][0]["entries"]
+    assert [e["kind"] for e in top_up] == ["top-up"]
 
 
 def test_an_entry_shows_its_conversations_as_its_run_saw_them_and_the_raw_lines(poster, books):
@@ -92,9 +94,9 @@ def test_a_conversation_and_a_top_up_event_are_traced_too(poster, books):
 
 def test_the_cli_prints_the_chain_or_one_error_line(poster, books):
     history(poster)
-    text = run_cli("trace", books, "gl.2026-11-02.r1")
+    text = run_cli("trace", books, "gl.2026-11-02.usage.r1")
     assert text.exit_code == 0
-    assert "GL summary gl.2026-11-02.r1" in text.output
+    assert "GL summary gl.2026-11-02.usage.r1" in text.output
     assert "conversation c1: suggested_reply, included, 0.30 (as run 1 classified it)" in (
         text.output
     )

@@ -38,7 +38,7 @@ def test_commitment_is_credited_each_billing_month_and_expires(poster, books):
         "Assets:Receivables:Customers:C-c": D("20.00"),
         "Liabilities:Customers:C-c:Wallet": D("-10.00"),
         "Income:AI:Revenue:Autopilot": D("-0.30"),
-        "Income:AI:Breakage": D("-9.70"),
+        "Income:Wallet:Breakage": D("-9.70"),
     }
     february = (books / "customers/C-c/2026-02.beancount").read_text()
     assert '2026-02-28 * "c" "Expiry"' in february  # the day after the last valid day
@@ -60,11 +60,11 @@ def test_top_up_carries_over_one_calendar_month(poster, books):
         money_event("top_up", "c", "2026-12-01T00:00:00Z", "7.00", id="dec"),
     ]
     poster(events, "2026-12-31")
-    assert "Income:AI:Breakage" not in customer_balances(books, "c")  # valid through 31 Dec
+    assert "Income:Wallet:Breakage" not in customer_balances(books, "c")  # valid through 31 Dec
     poster([], "2027-01-01")
-    assert customer_balances(books, "c")["Income:AI:Breakage"] == D("-5.00")
+    assert customer_balances(books, "c")["Income:Wallet:Breakage"] == D("-5.00")
     poster([], "2027-02-01")
-    assert customer_balances(books, "c")["Income:AI:Breakage"] == D("-12.00")
+    assert customer_balances(books, "c")["Income:Wallet:Breakage"] == D("-12.00")
 
 
 def test_charges_take_the_soonest_expiry_first_then_the_oldest(poster, books):

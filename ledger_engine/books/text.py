@@ -141,14 +141,14 @@ def subledger_text(entry: NewEntry, gl_link: str | None, currency: str) -> str:
 
 
 GL_PAYEE = "General ledger"
-GL_NARRATION = "Daily summary of the customer subledgers"
 
 
 def gl_summary_text(summary: GlSummary, currency: str) -> str:
-    """A day's GL summary, linked to every subledger entry it sums."""
+    """A day's GL summary of one kind of movement, linked to every entry it sums."""
     entries = summary.entries
     meta: list[tuple[str, object]] = [
         ("txn", summary.link),
+        ("kind", summary.movement),
         ("run", summary.run_id),
         ("subledger-transactions", len(entries)),
         ("customers", len({entry.customer for entry in entries})),
@@ -158,8 +158,9 @@ def gl_summary_text(summary: GlSummary, currency: str) -> str:
         # Corrections of closed months, dated here; their own days are in the subledger.
         meta.append(("late-transactions", len(moved)))
         meta.append(("original-days", " ".join(sorted({str(e.orig_day) for e in moved}))))
+    narration = f"Daily {summary.movement} summary"
     return transaction_text(
-        summary.day, GL_PAYEE, GL_NARRATION, [summary.link], meta, summary.postings, currency
+        summary.day, GL_PAYEE, narration, [summary.link], meta, summary.postings, currency
     )
 
 

@@ -18,7 +18,10 @@ REVENUE_SUGGESTED = "Income:AI:Revenue:SuggestedReplies"
 REVENUE_AUTOPILOT = "Income:AI:Revenue:Autopilot"
 ALLOWANCE_INCLUDED = "Income:AI:Allowance:Included"
 ALLOWANCE_TRIAL = "Income:AI:Allowance:Trial"
-BREAKAGE = "Income:AI:Breakage"
+ALLOWANCE_GRANTED = "Income:AI:Allowance:Granted"  # contra revenue: free credit granted
+# Expired, unused paid balance: income of the wallet, not AI revenue.
+BREAKAGE = "Income:Wallet:Breakage"
+BAD_DEBT = "Expenses:BadDebt"  # receivables written off
 CHANNEL_INCOME = {
     "sms": "Income:Channels:Sms",
     "whatsapp": "Income:Channels:Whatsapp",
@@ -33,8 +36,10 @@ SHARED_ACCOUNTS = (
     REVENUE_AUTOPILOT,
     ALLOWANCE_INCLUDED,
     ALLOWANCE_TRIAL,
+    ALLOWANCE_GRANTED,
     BREAKAGE,
     *CHANNEL_INCOME.values(),
+    BAD_DEBT,
 )
 GL_ACCOUNTS = (WALLETS_CONTROL, RECEIVABLES_CONTROL, *SHARED_ACCOUNTS)
 

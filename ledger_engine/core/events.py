@@ -8,6 +8,7 @@ here touches the store.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from ledger_engine.core.model import (
     INVALID_FIELD,
     MALFORMED_JSON,
     PLANS,
+    REASON_CHARS_MAX,
     UNKNOWN_TYPE,
     Event,
     Line,
@@ -41,6 +43,7 @@ INCLUDED_MAX = 100_000_000
 AT_YEAR_MIN = 1970
 AT_YEAR_MAX = 9998
 
+DAY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 CUSTOMER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MONEY_PATTERN = re.compile(r"^-?\d{1,15}(\.\d{1,2})?$")
 
@@ -149,7 +152,48 @@ def _type_fields(event_type: str, document: dict) -> dict:
         }
     if event_type in ("top_up", "payment"):
         return {"amount": _money_cents(document.get("amount"), "amount", True)}
+    if event_type == "credit_grant":
+        return {
+            "amount": _money_cents(document.get("amount"), "amount", True),
+            **_expires(document),
+            **_reason(document),
+        }
+    if event_type == "write_off":
+        return {"amount": _money_cents(document.get("amount"), "amount", True), **_reason(document)}
     return {}
+
+
+def _fields_on(day, event_type: str, document: dict) -> dict:
+    """The type's fields of an event booked on ``day`` (a grant cannot expire before it)."""
+    fields = _type_fields(event_type, document)
+    if fields.get("expires") and fields["expires"] < day.isoformat():
+        raise InvalidField("expires", "expires: before the day the credit is granted")
+    return fields
+
+
+def _expires(document: dict) -> dict:
+    if "expires" not in document:
+        return {}
+    value = document["expires"]
+    if not isinstance(value, str) or not DAY_PATTERN.match(value):
+        raise InvalidField("expires", "expires: must be a YYYY-MM-DD day")
+    try:
+        day = datetime.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidField("expires", f"expires: not a calendar day: {value!r}") from None
+    if not AT_YEAR_MIN <= day.year <= AT_YEAR_MAX:
+        years = f"{AT_YEAR_MIN} and {AT_YEAR_MAX}"
+        raise InvalidField("expires", f"expires: the year must be between {years}")
+    return {"expires": value}
+
+
+def _reason(document: dict) -> dict:
+    if "reason" not in document:
+        return {}
+    value = document["reason"]
+    if not isinstance(value, str) or len(value) > REASON_CHARS_MAX:
+        raise InvalidField("reason", f"reason: a string of at most {REASON_CHARS_MAX} characters")
+    return {"reason": value}
 
 
 def _check_common(
@@ -183,13 +227,14 @@ def _check_common(
                 f"currency {document['currency'][:16]!r} is not the books' {currency}",
                 event_id,
             )
-    fields = _type_fields(event_type, document)
+    day = dates.booking_day(moment, zone)
+    fields = _fields_on(day, event_type, document)
     event = Event(
         id=event_id,
         type=event_type,
         customer=customer,
         at=dates.utc_key_of_text(at_text, moment),
-        day=dates.booking_day(moment, zone),
+        day=day,
         **fields,
     )
     return event, None

@@ -15,14 +15,27 @@ from typing import NamedTuple
 
 # ------------------------------------------------------------------ vocabulary (SPEC §2, §4)
 
-EVENT_TYPES = ("subscription", "cancellation", "ai_usage", "top_up", "channel_usage", "payment")
+EVENT_TYPES = (
+    "subscription",
+    "cancellation",
+    "ai_usage",
+    "top_up",
+    "channel_usage",
+    "payment",
+    "credit_grant",
+    "write_off",
+)
+# Events that move money and are accepted after a cancellation too (rating's only verdict on
+# them is unknown_customer; a write-off can also exceed the open receivable, see the wallet).
+MONEY_EVENTS = ("top_up", "payment", "credit_grant", "write_off")
 PLANS = ("trial", "essentials", "boost", "pro", "enterprise")
 INTERVALS = ("monthly", "annual")
 AI_FEATURES = ("suggested_reply", "autopilot", "playground")
 RATED_FEATURES = ("suggested_reply", "autopilot")  # playground is never rated
 CHANNELS = ("sms", "whatsapp", "voice")
 CHANNEL_LABELS = {"sms": "SMS", "whatsapp": "WhatsApp", "voice": "Voice"}
-LOT_KINDS = ("commitment", "top_up", "auto_top_up")
+LOT_KINDS = ("commitment", "top_up", "auto_top_up", "grant")
+REASON_CHARS_MAX = 256  # the optional reason of a credit grant or write-off
 
 # Reason codes (stable: scripts and the README rely on them).
 MALFORMED_JSON = "malformed_json"
@@ -34,12 +47,14 @@ UNKNOWN_CUSTOMER = "unknown_customer"
 NO_ACTIVE_SUBSCRIPTION = "no_active_subscription"
 FEATURE_NOT_IN_PLAN = "feature_not_in_plan"
 TRIAL_LIMIT_REACHED = "trial_limit_reached"
+EXCEEDS_OPEN_RECEIVABLE = "exceeds_open_receivable"
 SCHEMA_REASONS = (MALFORMED_JSON, INVALID_FIELD, UNKNOWN_TYPE, CURRENCY_MISMATCH)
 RATING_REASONS = (
     UNKNOWN_CUSTOMER,
     NO_ACTIVE_SUBSCRIPTION,
     FEATURE_NOT_IN_PLAN,
     TRIAL_LIMIT_REACHED,
+    EXCEEDS_OPEN_RECEIVABLE,
 )
 ALL_REASONS = SCHEMA_REASONS + (ID_CONFLICT,) + RATING_REASONS
 RATING_DETAILS = {
@@ -47,6 +62,7 @@ RATING_DETAILS = {
     NO_ACTIVE_SUBSCRIPTION: "the subscription was cancelled before the event",
     FEATURE_NOT_IN_PLAN: "the plan in force does not include this feature",
     TRIAL_LIMIT_REACHED: "the trial's unit cap was already used",
+    EXCEEDS_OPEN_RECEIVABLE: "the write-off is more than the customer's open receivable",
 }
 
 
@@ -60,22 +76,28 @@ class EntryKind(enum.Enum):
     first (their money is gone before anything is charged), then the day's credits, then
     the charges that consume them, then payments (which touch only the receivable).
 
-    Each kind owns its transaction-key prefix, the narration it is posted with and the
-    label of the customer's wallet history.  A key is ``prefix`` or ``prefix.detail``.
+    Each kind owns its transaction-key prefix, the narration it is posted with, the label of
+    the customer's wallet history, and the kind of movement its GL summary is (the ``kind``
+    metadata finance reads a wallet roll-forward from).  A key is ``prefix`` or
+    ``prefix.detail``.  A grant comes before the automatic top-up (granted credit counts
+    as available); a write-off comes last (after the day's payments).
     """
 
-    BREAKAGE = ("breakage", "Expiry", "Expiry")
-    COMMITMENT = ("commitment", "Commitment", "Commitment")
-    TOP_UP = ("top-up", "Top-up", "Top-up")
-    AUTO_TOP_UP = ("auto-top-up", "Automatic top-up", "Automatic top-up")
-    USAGE = ("usage", "AI usage", "AI")
-    CHANNEL = ("channel", "{label} usage", "{label}")  # detail: the channel
-    PAYMENT = ("payment", "Payment", "Payment")
+    BREAKAGE = ("breakage", "Expiry", "Expiry", "expiry")
+    COMMITMENT = ("commitment", "Commitment", "Commitment", "commitment")
+    TOP_UP = ("top-up", "Top-up", "Top-up", "top-up")
+    GRANT = ("grant", "Credit grant", "Credit grant", "grant")
+    AUTO_TOP_UP = ("auto-top-up", "Automatic top-up", "Automatic top-up", "auto-top-up")
+    USAGE = ("usage", "AI usage", "AI", "usage")
+    CHANNEL = ("channel", "{label} usage", "{label}", "channel")  # detail: the channel
+    PAYMENT = ("payment", "Payment", "Payment", "payment")
+    WRITE_OFF = ("write-off", "Write-off", "Write-off", "write-off")
 
-    def __init__(self, prefix: str, narration: str, history_label: str):
+    def __init__(self, prefix: str, narration: str, history_label: str, movement: str):
         self.prefix = prefix
         self._narration = narration
         self._history_label = history_label
+        self.movement = movement
 
     @property
     def rank(self) -> int:
@@ -127,6 +149,8 @@ class Event(NamedTuple):
     unit_price: int | None = None
     amount: int | None = None
     channel: str | None = None
+    expires: str | None = None  # credit_grant: the last valid day, YYYY-MM-DD
+    reason: str | None = None  # credit_grant, write_off: why (kept for the auditor)
 
 
 # The fields after ``day`` depend on the event's type (the store keeps them as one JSON array).
@@ -237,6 +261,7 @@ class Entry(NamedTuple):
 class WalletResult(NamedTuple):
     entries: tuple[Entry, ...]
     lots: tuple[Lot, ...]
+    verdicts: dict[str, str]  # event id -> reason: write-offs over the open receivable
 
 
 # ------------------------------------------------------------------------ planner (§6)
@@ -277,9 +302,11 @@ class NewEntry(NamedTuple):
 
 
 class GlSummary(NamedTuple):
-    """One day's general-ledger summary: the control-account totals of the entries it sums."""
+    """One day's general-ledger summary of one kind of movement: the control-account totals
+    of the entries it sums."""
 
     day: datetime.date
+    movement: str  # the EntryKind.movement of the entries it sums
     link: str  # also its transaction id; every summed entry carries it
     run_id: int
     entries: tuple[NewEntry, ...]

@@ -6,8 +6,8 @@ difference: the first one for a key is the original entry, later ones are correc
 point at the entry they correct.  A correction whose original day lies in a closed month is
 dated on the first open day instead, marked ``late``.  Nothing is ever edited.
 
-The general ledger is planned here too: one summary per day of the control-account totals
-of the subledger entries dated that day (:func:`plan_gl_summaries`).
+The general ledger is planned here too: one summary per day and kind of movement of the
+control-account totals of the subledger entries (:func:`plan_gl_summaries`).
 """
 
 from __future__ import annotations
@@ -99,23 +99,32 @@ def plan_customer(
     return plan, deferred_until
 
 
-def gl_link(day: datetime.date, run_id: int) -> str:
-    """The link (and transaction id) of a run's GL summary of one day."""
-    return f"gl.{day.isoformat()}.r{run_id}"
+def gl_link(day: datetime.date, movement: str, run_id: int) -> str:
+    """The link (and transaction id) of a run's GL summary of one day and kind of movement."""
+    return f"gl.{day.isoformat()}.{movement}.r{run_id}"
+
+
+def movement_of(entry: NewEntry) -> str:
+    """The kind of movement of an entry (a correction has the kind of what it corrects)."""
+    return entry.kind.movement if entry.kind is not None else "other"
 
 
 def plan_gl_summaries(entries: Iterable[NewEntry], run_id: int) -> list[GlSummary]:
-    """One GL summary per effective day of ``entries``: their postings with customer
-    accounts mapped to the control accounts, in the chart's account order."""
-    by_day: dict[datetime.date, list[NewEntry]] = defaultdict(list)
+    """One GL summary per effective day and kind of movement of ``entries``: their postings
+    with customer accounts mapped to the control accounts, in the chart's account order.
+    Within a day the summaries follow the posting order of the kinds."""
+    groups: dict[tuple, list[NewEntry]] = defaultdict(list)
     for entry in entries:
-        by_day[entry.effective_day].append(entry)
+        rank = entry.kind.rank if entry.kind is not None else len(EntryKind)
+        groups[(entry.effective_day, rank, movement_of(entry))].append(entry)
     summaries = []
-    for day in sorted(by_day):
+    for day, _, movement in sorted(groups):
+        group = groups[(day, _, movement)]
         totals: dict[str, int] = defaultdict(int)
-        for entry in by_day[day]:
+        for entry in group:
             for account, cents in entry.postings:
                 totals[accounts.control_account(account)] += cents
         postings = tuple((a, totals[a]) for a in accounts.GL_ACCOUNTS if totals.get(a))
-        summaries.append(GlSummary(day, gl_link(day, run_id), run_id, tuple(by_day[day]), postings))
+        link = gl_link(day, movement, run_id)
+        summaries.append(GlSummary(day, movement, link, run_id, tuple(group), postings))
     return summaries

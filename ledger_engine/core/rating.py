@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from ledger_engine.core import dates
 from ledger_engine.core.model import (
     FEATURE_NOT_IN_PLAN,
+    MONEY_EVENTS,
     NO_ACTIVE_SUBSCRIPTION,
     RATED_FEATURES,
     TRIAL_LIMIT_REACHED,
@@ -73,7 +74,7 @@ def _verdict(event: Event, terms: Terms | None, rules: Rules) -> str | None:
     """The rating verdict of one non-subscription event under the terms in force."""
     if terms is None:
         return UNKNOWN_CUSTOMER
-    if event.type in ("top_up", "payment"):
+    if event.type in MONEY_EVENTS:
         return None  # money still moves after a cancellation
     if not terms.active:
         return NO_ACTIVE_SUBSCRIPTION

@@ -23,6 +23,7 @@ from typing import NamedTuple
 from ledger_engine.core import accounts, dates
 from ledger_engine.core.model import (
     CHANNELS,
+    EXCEEDS_OPEN_RECEIVABLE,
     Conversation,
     Entry,
     EntryKind,
@@ -119,6 +120,9 @@ class LotBook:
     def lots(self) -> tuple[Lot, ...]:
         return tuple(self._lots.values())
 
+    def kind_of(self, lot_id: str) -> str:
+        return self._lots[lot_id].kind
+
 
 class Replay(NamedTuple):
     """What one customer's replay reads (never changes during it)."""
@@ -191,9 +195,16 @@ def _lots_meta(taken: Taken) -> tuple[tuple[str, object], ...]:
     return (("lots", text),) if text else ()
 
 
-def breakage_entry(replay: Replay, day: datetime.date, expired: Taken) -> Entry | None:
-    total = sum(cents for _, cents in expired)
-    postings = [(replay.wallet, total), (accounts.BREAKAGE, -total)]
+def breakage_entry(replay: Replay, day: datetime.date, expired: Taken, book: LotBook):
+    """What expired lots held leaves the wallet: paid credit is breakage, granted credit
+    goes back to the granted contra account (credit given away and never used is no income)."""
+    granted = sum(cents for lot_id, cents in expired if book.kind_of(lot_id) == "grant")
+    paid = sum(cents for _, cents in expired) - granted
+    postings = [
+        (replay.wallet, paid + granted),
+        (accounts.BREAKAGE, -paid),
+        (accounts.ALLOWANCE_GRANTED, -granted),
+    ]
     return _entry(replay, EntryKind.BREAKAGE, day, None, postings, _lots_meta(expired))
 
 
@@ -239,6 +250,35 @@ def auto_top_up_lot(replay: Replay, day: datetime.date, need: int, terms: Terms)
     amount = -(-need // terms.auto_amount) * terms.auto_amount
     last_valid = top_up_expiry(replay, day)
     return Lot(f"auto-top-up-{day.isoformat()}", "auto_top_up", day, last_valid, amount, amount)
+
+
+def grant_lot(replay: Replay, event: Event) -> Lot:
+    """Free credit: valid through its ``expires`` day, or as long as a top-up bought that day."""
+    if event.expires is not None:
+        last_valid = datetime.date.fromisoformat(event.expires)
+    else:
+        last_valid = top_up_expiry(replay, event.day)
+    lot_id = f"grant-{short_hash(event.id)}"
+    return Lot(lot_id, "grant", event.day, last_valid, event.amount, event.amount)
+
+
+def grant_entry(replay: Replay, event: Event, lot: Lot) -> Entry | None:
+    """Granted credit into the wallet, against the granted contra account."""
+    postings = [(accounts.ALLOWANCE_GRANTED, lot.amount), (replay.wallet, -lot.amount)]
+    meta = (
+        ("event", event.id),
+        ("lot", lot.lot_id),
+        ("expires", lot.last_valid),
+        *((("reason", event.reason),) if event.reason else ()),
+    )
+    return _entry(replay, EntryKind.GRANT, event.day, short_hash(event.id), postings, meta)
+
+
+def write_off_entry(replay: Replay, event: Event) -> Entry | None:
+    """An unpaid receivable written off to bad debt."""
+    postings = [(accounts.BAD_DEBT, event.amount), (replay.receivable, -event.amount)]
+    meta = (("event", event.id), *((("reason", event.reason),) if event.reason else ()))
+    return _entry(replay, EntryKind.WRITE_OFF, event.day, short_hash(event.id), postings, meta)
 
 
 def payment_entry(replay: Replay, event: Event) -> Entry | None:
@@ -331,12 +371,9 @@ def _charges(replay: Replay, book: LotBook, day: datetime.date) -> list[Entry | 
     return entries
 
 
-def post_day(replay: Replay, book: LotBook, day: datetime.date) -> list[Entry]:
-    """Everything one day brings, in the order of :class:`EntryKind`."""
+def _credits(replay: Replay, book: LotBook, day: datetime.date) -> list[Entry | None]:
+    """The day's credits before its charges: commitment, manual top-ups, grants."""
     entries: list[Entry | None] = []
-    expired = book.expire(day)
-    if expired:
-        entries.append(breakage_entry(replay, day, expired))
     lot = commitment_lot(replay, day)
     if lot is not None:
         book.add(lot)
@@ -350,8 +387,55 @@ def post_day(replay: Replay, book: LotBook, day: datetime.date) -> list[Entry]:
             entries.append(
                 credit_entry(replay, EntryKind.TOP_UP, lot, short_hash(event.id), before)
             )
+    for event in day_events:
+        if event.type == "credit_grant":
+            lot = grant_lot(replay, event)
+            book.add(lot)
+            entries.append(grant_entry(replay, event, lot))
+    return entries
+
+
+def _receivable_in(replay: Replay, entries: Iterable[Entry | None]) -> int:
+    return sum(
+        cents
+        for entry in entries
+        if entry is not None
+        for account, cents in entry.postings
+        if account == replay.receivable
+    )
+
+
+def post_day(
+    replay: Replay,
+    book: LotBook,
+    day: datetime.date,
+    receivable_open: int,
+    verdicts: dict[str, str],
+) -> list[Entry]:
+    """Everything one day brings, in the order of :class:`EntryKind`.
+
+    Args:
+        replay: what the replay reads.
+        book: the lots (changed as the day credits and charges them).
+        day: the day.
+        receivable_open: the customer's open receivable (cents) before the day.
+        verdicts: where a write-off over the open receivable is recorded.
+    """
+    entries: list[Entry | None] = []
+    expired = book.expire(day)
+    if expired:
+        entries.append(breakage_entry(replay, day, expired, book))
+    entries += _credits(replay, book, day)
     entries += _charges(replay, book, day)
+    day_events = replay.events.get(day, ())
     entries += [payment_entry(replay, e) for e in day_events if e.type == "payment"]
+    for event in day_events:
+        if event.type != "write_off":
+            continue
+        if event.amount > receivable_open + _receivable_in(replay, entries):
+            verdicts[event.id] = EXCEEDS_OPEN_RECEIVABLE
+        else:
+            entries.append(write_off_entry(replay, event))
     return [entry for entry in entries if entry is not None]
 
 
@@ -391,16 +475,20 @@ def replay_wallet(
     queue = sorted({*replay.usage, *replay.events, *commitment_days(rating.terms, through)})
     seen: set[datetime.date] = set()
     entries: list[Entry] = []
+    verdicts: dict[str, str] = {}
+    receivable = 0
     while queue:
         day = heapq.heappop(queue)
         if day in seen or day > through:
             continue
         seen.add(day)
         known = len(book)
-        entries += post_day(replay, book, day)
+        day_entries = post_day(replay, book, day, receivable, verdicts)
+        receivable += _receivable_in(replay, day_entries)
+        entries += day_entries
         for lot in book.credited_since(known):  # due again on the day after it expires
             heapq.heappush(queue, lot.last_valid + ONE_DAY)
-    return WalletResult(tuple(entries), book.lots())
+    return WalletResult(tuple(entries), book.lots(), verdicts)
 
 
 def next_due_day(

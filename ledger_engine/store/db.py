@@ -101,6 +101,7 @@ def open_store(books_dir: Path) -> sqlite_utils.Database:
 def _upgrade(db: sqlite_utils.Database) -> None:
     """Adds what later schemas add (every statement of schema.sql is IF NOT EXISTS)."""
     db.conn.executescript("BEGIN;\n" + SCHEMA_SQL)
+    views.create_views(db)
     set_meta(db, "schema_version", SCHEMA_VERSION)
     db.conn.commit()
 

@@ -178,11 +178,16 @@ def record_input(db, sha256: str, lines: int, valid: int, rejected: dict, name: 
     )
 
 
+def _padded(typed: list) -> list:
+    """Typed fields stored by an engine that had fewer of them: the later ones are None."""
+    return [*typed, *[None] * (len(EVENT_TYPED_FIELDS) - len(typed))]
+
+
 def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str, list[Event]]:
     """Every schema-valid event of each customer; one query for the whole chunk."""
     result: dict[str, list[Event]] = {customer: [] for customer in customers}
     days: dict[str, datetime.date] = {}
-    make, loads = Event._make, orjson.loads
+    make, loads, pad = Event._make, orjson.loads, _padded
     for event_id, event_type, customer, at, day_text, fields in db.conn.execute(
         # In insertion order per customer; rating sorts by (at, type, id) itself.
         f"SELECT id, type, customer, at, day, fields FROM events "
@@ -192,7 +197,10 @@ def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str
         day = days.get(day_text)
         if day is None:
             day = days[day_text] = datetime.date.fromisoformat(day_text)
-        result[customer].append(make((event_id, event_type, customer, at, day, *loads(fields))))
+        typed = loads(fields)
+        if len(typed) != len(EVENT_TYPED_FIELDS):
+            typed = pad(typed)
+        result[customer].append(make((event_id, event_type, customer, at, day, *typed)))
     return result
 
 
@@ -213,7 +221,7 @@ def event(db: sqlite_utils.Database, event_id: str) -> Event | None:
         return None
     _, event_type, customer, at, day, fields = row
     day = datetime.date.fromisoformat(day)
-    return Event._make((event_id, event_type, customer, at, day, *orjson.loads(fields)))
+    return Event._make((event_id, event_type, customer, at, day, *_padded(orjson.loads(fields))))
 
 
 def event_ids(db: sqlite_utils.Database) -> set[str]:
@@ -271,7 +279,7 @@ def save_derived_state(
     ))  # fmt: skip
     insert_dicts(db, "verdicts", (
         {"event_id": event_id, "customer": customer, "reason": reason, "run_id": run_id}
-        for event_id, reason in rating.verdicts.items()
+        for event_id, reason in {**rating.verdicts, **wallet.verdicts}.items()
     ))  # fmt: skip
     insert_dicts(db, "conversations", (
         {**c._asdict(), "customer": customer, "period_start": c.period_start.isoformat(),
@@ -448,7 +456,7 @@ def _summary_rows(placed: Placed, position: int):
     day = summary.day.isoformat()
     base = {
         "txn_id": summary.link, "ledger": "gl", "customer": None, "orig_day": day,
-        "key": "gl", "effective_day": day, "run_id": summary.run_id,
+        "key": f"gl.{summary.movement}", "effective_day": day, "run_id": summary.run_id,
     }  # fmt: skip
     row = {
         **base, "seq": summary.run_id, "late": 0, "corrects": None, "file": placed.gl_file,
@@ -687,8 +695,8 @@ def transactions_of_link(db: sqlite_utils.Database, link: str) -> list[TxnRow]:
     return [TxnRow(*row) for row in rows if row[0].rsplit(".", 1)[0] == link]
 
 
-def entries_of_summary(db: sqlite_utils.Database, summary: TxnRow) -> list[TxnRow]:
-    """The subledger entries a GL summary sums: that run's entries dated that day."""
+def entries_of_day(db: sqlite_utils.Database, summary: TxnRow) -> list[TxnRow]:
+    """The subledger entries of a GL summary's run and day (of every kind of movement)."""
     rows = db.execute(
         f"SELECT {_TXN_COLUMNS} FROM transactions WHERE ledger = 'sub' AND run_id = ? "
         "AND effective_day = ? ORDER BY position",

@@ -139,8 +139,8 @@ def test_new_entries_follow_effective_day_original_day_then_entry_kind():
         entry(EntryKind.PAYMENT, "2026-11-01", [("Assets:Bank:Clearing", 5), (RECEIVABLE, -5)]),
         entry(EntryKind.CHANNEL, "2026-11-01", [("Income:Channels:Sms", -5), (WALLET, 5)], "sms"),
         entry(EntryKind.TOP_UP, "2026-11-01", [(RECEIVABLE, 5), (WALLET, -5)], "x"),
-        entry(EntryKind.BREAKAGE, "2026-11-02", [(WALLET, 5), ("Income:AI:Breakage", -5)]),
-        entry(EntryKind.BREAKAGE, "2026-11-01", [(WALLET, 5), ("Income:AI:Breakage", -5)]),
+        entry(EntryKind.BREAKAGE, "2026-11-02", [(WALLET, 5), ("Income:Wallet:Breakage", -5)]),
+        entry(EntryKind.BREAKAGE, "2026-11-01", [(WALLET, 5), ("Income:Wallet:Breakage", -5)]),
         reclassified(),  # a correction of 20 Oct, moved to 1 Nov
     ]
     have = held()
@@ -165,10 +165,13 @@ def test_a_key_of_no_kind_is_posted_after_every_kind_of_its_day():
 # ---------------------------------------------------------------------------- GL summaries
 
 
-def new_entry(customer: str, on: str, postings, moved_from=None) -> NewEntry:
+def new_entry(customer: str, on: str, postings, moved_from=None, kind=EntryKind.USAGE):
+    key = {EntryKind.USAGE: "usage.2026-11-01", EntryKind.CHANNEL: "channel.sms"}.get(
+        kind, kind.prefix
+    )
     return NewEntry(
-        customer=customer, segment=f"C-{customer}", kind=EntryKind.USAGE,
-        orig_day=day(moved_from or on), key="usage.2026-11-01", seq=1, effective_day=day(on),
+        customer=customer, segment=f"C-{customer}", kind=kind,
+        orig_day=day(moved_from or on), key=key, seq=1, effective_day=day(on),
         moved_from_closed_month=moved_from is not None, corrects=None,
         for_already_posted_day=False, narration="AI usage", postings=tuple(postings), meta=(),
     )  # fmt: skip
@@ -176,21 +179,35 @@ def new_entry(customer: str, on: str, postings, moved_from=None) -> NewEntry:
 
 def test_gl_summaries_sum_customer_accounts_into_control_accounts_in_chart_order():
     wallet_a, wallet_b = "Liabilities:Customers:C-a:Wallet", "Liabilities:Customers:C-b:Wallet"
+    receivable_b = "Assets:Receivables:Customers:C-b"
     entries = [
-        new_entry("b", "2026-11-02", [("Income:Channels:Sms", -7), (wallet_b, 7)]),
+        new_entry("b", "2026-11-02", [("Income:Channels:Sms", -7), (wallet_b, 7)],
+                  kind=EntryKind.CHANNEL),
         new_entry("a", "2026-11-01", [(AUTOPILOT, -25), (wallet_a, 25)]),
-        new_entry("b", "2026-11-01", [("Assets:Receivables:Customers:C-b", 25), (wallet_b, -25)]),
+        new_entry("b", "2026-11-01", [(receivable_b, 25), (wallet_b, -25)],
+                  kind=EntryKind.AUTO_TOP_UP),
         new_entry("a", "2026-11-01", [(SUGGESTED, -30), (INCLUDED, 30)]),
+    ]  # fmt: skip
+    top_up, usage, channel = plan_gl_summaries(entries, 7)
+    # One summary per day and kind of movement, the day's kinds in posting order.
+    assert [(s.day, s.movement, s.link, s.run_id) for s in (top_up, usage, channel)] == [
+        (day("2026-11-01"), "auto-top-up", "gl.2026-11-01.auto-top-up.r7", 7),
+        (day("2026-11-01"), "usage", "gl.2026-11-01.usage.r7", 7),
+        (day("2026-11-02"), "channel", "gl.2026-11-02.channel.r7", 7),
     ]
-    first, second = plan_gl_summaries(entries, 7)
-    assert (first.day, first.link, first.run_id) == (day("2026-11-01"), "gl.2026-11-01.r7", 7)
-    # The two wallets net to zero and are left out; suggested replies come before autopilot.
-    assert first.postings == (
+    assert top_up.postings == (
+        ("Liabilities:Customers:Wallets", -25),
         ("Assets:Receivables:Customers", 25),
+    )
+    assert top_up.entries == (entries[2],)
+    # Suggested replies come before autopilot, as in the chart.
+    assert usage.postings == (
+        ("Liabilities:Customers:Wallets", 25),
         (SUGGESTED, -30),
         (AUTOPILOT, -25),
         (INCLUDED, 30),
     )
-    assert first.entries == (entries[1], entries[2], entries[3])
-    assert second.postings == (("Liabilities:Customers:Wallets", 7), ("Income:Channels:Sms", -7))
-    assert second.link == "gl.2026-11-02.r7" and second.entries == (entries[0],)
+    assert usage.entries == (entries[1], entries[3])
+    assert channel.postings == (("Liabilities:Customers:Wallets", 7), ("Income:Channels:Sms", -7))
+    assert channel.entries == (entries[0],)
+

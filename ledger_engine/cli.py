@@ -8,7 +8,9 @@ traceback.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
+import io
 import json
 import sys
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 import click
 
 from ledger_engine import close as close_command
-from ledger_engine import commit, reports
+from ledger_engine import commit, finance, reports
 from ledger_engine import post as post_command
 from ledger_engine import reconcile as reconcile_command
 from ledger_engine import trace as trace_command
@@ -259,6 +261,56 @@ def reconcile(books_dir: Path, as_json: bool, kept_seal: str | None):
         )
     if not report.ok:
         sys.exit(EXIT_DIFFERENCES)
+
+
+@main.command()
+@books_argument
+@click.argument("name", type=click.Choice(sorted(finance.REPORTS)), metavar="NAME")
+@click.option("--month", callback=_month, metavar="YYYY-MM", help="Only this calendar month.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def report(books_dir: Path, name: str, month: str | None, output_format: str):
+    """Print the finance report NAME, in currency units.
+
+    NAME is revenue-by-customer, wallet-rollforward, expiring-credits or receivables-aging.
+    """
+    with expected_errors():
+        table = finance.report(books_dir, name, month)
+    if output_format == "json":
+        click.echo(json.dumps(table.as_dicts(), indent=1))
+    elif output_format == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([table.columns, *table.rows])
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        click.echo("\n".join(_table_lines(table.columns, table.rows)))
+
+
+def _table_lines(columns, rows) -> list[str]:
+    """Columns aligned: text left, amounts right."""
+    widths = [
+        max(len(str(value)) for value in (column, *(row[i] for row in rows)))
+        for i, column in enumerate(columns)
+    ]
+    numeric = [bool(rows) and all(_is_amount(row[i]) for row in rows) for i in range(len(columns))]
+
+    def line(values) -> str:
+        cells = [
+            str(v).rjust(w) if right else str(v).ljust(w)
+            for v, w, right in zip(values, widths, numeric, strict=True)
+        ]
+        return "  ".join(cells).rstrip()
+
+    return [line(columns), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
+
+
+def _is_amount(value) -> bool:
+    return isinstance(value, str) and value.lstrip("-").replace(".", "", 1).isdigit()
 
 
 @main.command()

@@ -31,7 +31,10 @@ ALLOWED = {
     "reconcile": {"core", "rules", "books", "store", "commit"},
     "reports": {"core", "rules", "books", "store", "commit"},
     "trace": {"core", "rules", "books", "store", "commit"},
-    "cli": {"core", "rules", "commit", "post", "close", "reconcile", "reports", "trace"},
+    "finance": {"core", "rules", "books", "store", "commit"},
+    "cli": {
+        "core", "rules", "commit", "post", "close", "reconcile", "reports", "trace", "finance",
+    },  # fmt: skip
     "__main__": {"cli"},
     "__init__": set(),
 }

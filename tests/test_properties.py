@@ -61,7 +61,11 @@ def subscriptions(draw, customer):
 @st.composite
 def activity(draw, customer, index):
     minutes = draw(st.integers(1, 60 * 24 * 40))  # within about 40 days
-    kind = draw(st.sampled_from(["sr", "sr", "ap", "pg", "top_up", "channel", "payment"]))
+    kind = draw(
+        st.sampled_from(
+            ["sr", "sr", "ap", "pg", "top_up", "channel", "payment", "credit_grant", "write_off"]
+        )
+    )
     base = {"id": f"{customer}-{index}", "customer": customer, "at": at(minutes)}
     if kind in ("sr", "ap", "pg"):
         feature = {"sr": "suggested_reply", "ap": "autopilot", "pg": "playground"}[kind]
@@ -73,7 +77,10 @@ def activity(draw, customer, index):
     if kind == "channel":
         channel = draw(st.sampled_from(["sms", "whatsapp", "voice"]))
         return {**base, "type": "channel_usage", "channel": channel, "amount": amount}
-    return {**base, "type": kind, "amount": amount}
+    event = {**base, "type": kind, "amount": amount}
+    if kind == "credit_grant" and draw(st.booleans()):
+        event["expires"] = f"2026-11-{draw(st.integers(10, 30)):02d}"  # may be refused (early)
+    return event
 
 
 @st.composite

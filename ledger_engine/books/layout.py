@@ -17,8 +17,10 @@ import re
 from ledger_engine.core.accounts import (
     AI_INCOME_ROOT,
     ALLOWANCE_ROOT,
+    BAD_DEBT,
     BREAKAGE,
     CHANNELS_ROOT,
+    CUSTOMER_WALLETS_ROOT,
     RECEIVABLES_CONTROL,
     REVENUE_ROOT,
     WALLETS_CONTROL,
@@ -33,7 +35,8 @@ JOURNAL_TOPS = ("gl", "customers")  # the folders that hold month files and subl
 RECOVERED_DIR = "recovered"  # bytes and files found in the books that no run committed
 _MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.beancount$")
 
-# name -> bean-query statement; written into ledger.beancount, run with `.run NAME`.
+# name -> bean-query statement; written into ledger.beancount, run with `.run NAME` and
+# listed in Fava's sidebar.  Income is negative in Beancount: `neg` shows revenue positive.
 QUERIES = {
     "revenue_by_month": (
         "SELECT year, month, root(account, 4) AS account, neg(sum(position)) AS gross "
@@ -49,6 +52,11 @@ QUERIES = {
         "SELECT year, month, neg(sum(position)) AS net "
         f"WHERE account ~ '^{AI_INCOME_ROOT}:' GROUP BY year, month ORDER BY year, month"
     ),
+    "wallet_rollforward": (
+        "SELECT year, month, entry_meta('kind') AS kind, neg(sum(position)) AS movement "
+        f"WHERE account = '{WALLETS_CONTROL}' GROUP BY year, month, kind "
+        "ORDER BY year, month, kind"
+    ),
     "wallet_liability": (
         "SELECT year, month, neg(last(balance)) AS owed WHERE account = "
         f"'{WALLETS_CONTROL}' GROUP BY year, month ORDER BY year, month"
@@ -63,19 +71,46 @@ QUERIES = {
         "ORDER BY year, month, account"
     ),
     "receivables_open": (
-        f"SELECT sum(position) AS open WHERE account = '{RECEIVABLES_CONTROL}'"
+        "SELECT year, month, last(balance) AS open "
+        f"WHERE account = '{RECEIVABLES_CONTROL}' GROUP BY year, month ORDER BY year, month"
     ),
-    # The GL holds daily summaries only; per-customer figures are in the subledgers and
-    # the store, so these two say where to look instead of answering wrongly.
-    "top_customers_by_ai_spend": (
-        "SELECT 'Per customer: sqlite3 DIR/state.sqlite \"SELECT * FROM "
-        "v_ai_spend_by_customer LIMIT 20\"' AS where_to_look LIMIT 1"
-    ),
-    "rejected_events": (
-        "SELECT 'Rejected events are not in the books: ledger-engine rejections DIR' "
-        "AS where_to_look LIMIT 1"
+    "bad_debt_by_month": (
+        "SELECT year, month, sum(position) AS written_off "
+        f"WHERE account = '{BAD_DEBT}' GROUP BY year, month ORDER BY year, month"
     ),
 }
+
+# The queries of every customer's subledger root (its own numbers only).
+CUSTOMER_QUERIES = {
+    "ai_revenue_by_month": (
+        "SELECT year, month, root(account, 4) AS account, neg(sum(position)) AS gross "
+        f"WHERE account ~ '^{REVENUE_ROOT}' GROUP BY year, month, account "
+        "ORDER BY year, month, account"
+    ),
+    "allowances_by_month": (
+        "SELECT year, month, account, sum(position) AS given "
+        f"WHERE account ~ '^{ALLOWANCE_ROOT}' GROUP BY year, month, account "
+        "ORDER BY year, month, account"
+    ),
+    "wallet_by_month": (
+        "SELECT year, month, narration, neg(sum(position)) AS movement "
+        f"WHERE account ~ '^{CUSTOMER_WALLETS_ROOT}:' GROUP BY year, month, narration "
+        "ORDER BY year, month, narration"
+    ),
+    "wallet_balance_by_month": (
+        "SELECT year, month, neg(last(balance)) AS balance "
+        f"WHERE account ~ '^{CUSTOMER_WALLETS_ROOT}:' GROUP BY year, month "
+        "ORDER BY year, month"
+    ),
+    "receivable_by_month": (
+        "SELECT year, month, narration, sum(position) AS movement "
+        f"WHERE account ~ '^{RECEIVABLES_CONTROL}:' GROUP BY year, month, narration "
+        "ORDER BY year, month, narration"
+    ),
+}
+# Fava's options, in every root: revenue shows positive; every query is in the sidebar.
+FAVA_INVERT_OPTION = ("invert-income-liabilities-equity", "TRUE")
+FAVA_SIDEBAR_QUERIES_OPTION = "sidebar-show-queries"
 
 
 def gl_month_path(month: str) -> str:

@@ -13,7 +13,13 @@ import datetime
 import re
 from collections.abc import Iterable
 
-from ledger_engine.books.layout import ACCOUNTS_NAME, QUERIES
+from ledger_engine.books.layout import (
+    ACCOUNTS_NAME,
+    CUSTOMER_QUERIES,
+    FAVA_INVERT_OPTION,
+    FAVA_SIDEBAR_QUERIES_OPTION,
+    QUERIES,
+)
 from ledger_engine.core import accounts
 from ledger_engine.core.model import GlSummary, NewEntry
 from ledger_engine.core.money import format_cents
@@ -63,14 +69,27 @@ def root_header(title: str, currency: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fava_options(queries: dict[str, str]) -> str:
+    """Fava's options of a root: revenue positive, all of its queries in the sidebar."""
+    options = [FAVA_INVERT_OPTION, (FAVA_SIDEBAR_QUERIES_OPTION, str(len(queries)))]
+    return "".join(
+        f'{OPEN_DATE} custom "fava-option" {quote(name)} {quote(value)}\n'
+        for name, value in options
+    )
+
+
+def queries_text(queries: dict[str, str]) -> str:
+    return "".join(query_directive(name, sql) for name, sql in queries.items())
+
+
 def ledger_root(currency: str) -> str:
-    """The GL root as ``init`` writes it: options, the accounts file, the queries."""
-    queries = "".join(query_directive(name, sql) for name, sql in QUERIES.items())
+    """The GL root as ``init`` writes it: options, the accounts file, Fava, the queries."""
     return (
         root_header("General ledger (ledger-engine)", currency)
         + include_line(ACCOUNTS_NAME)
         + "\n"
-        + queries
+        + fava_options(QUERIES)
+        + queries_text(QUERIES)
     )
 
 
@@ -94,6 +113,7 @@ def customer_root(customer: str, segment: str, currency: str) -> str:
         )
     )
     parts.extend(open_directive(account, currency) for account in accounts.SHARED_ACCOUNTS)
+    parts.append("\n" + fava_options(CUSTOMER_QUERIES) + queries_text(CUSTOMER_QUERIES))
     return "".join(parts) + "\n"
 
 

@@ -539,6 +539,45 @@ def wallet_postings(db: sqlite_utils.Database, customer: str) -> list[HistoryRow
     return [HistoryRow(*row) for row in rows]
 
 
+class PostingRow(NamedTuple):
+    customer: str
+    day: str  # the effective day
+    txn_id: str
+    key: str
+    account: str
+    cents: int
+
+
+def subledger_postings(db: sqlite_utils.Database, through: str | None = None):
+    """Every subledger posting (up to a day), in posting order: for the finance reports."""
+    where, params = ("AND p.effective_day <= ?", [through]) if through else ("", [])
+    rows = db.execute(
+        "SELECT p.customer, p.effective_day, p.txn_id, p.key, p.account, p.amount "
+        "FROM postings p JOIN transactions t ON t.txn_id = p.txn_id "
+        f"WHERE p.ledger = 'sub' {where} ORDER BY p.effective_day, t.run_id, t.position",
+        params,
+    )
+    return [PostingRow(*row) for row in rows]
+
+
+def paid_period_starts(db: sqlite_utils.Database) -> set[tuple[str, str]]:
+    """``(customer, period start)`` of every period of a paid plan (trial periods are not
+    stored as periods)."""
+    return {tuple(row) for row in db.execute("SELECT customer, period_start FROM periods")}
+
+
+def open_lots(db: sqlite_utils.Database) -> list[tuple[str, Lot]]:
+    """Every lot with money left, by last valid day, customer and lot."""
+    rows = db.execute(
+        "SELECT customer, lot_id, kind, day, last_valid, amount, remainder FROM lots "
+        "WHERE remainder > 0 ORDER BY last_valid, customer, lot_id"
+    )
+    return [
+        (row[0], Lot(row[1], row[2], _date(row[3]), _date(row[4]), row[5], row[6]))
+        for row in rows
+    ]
+
+
 # -------------------------------------------------------------------- journal files
 
 

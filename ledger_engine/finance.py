@@ -1,0 +1,248 @@
+"""Finance reports (SPEC §7, ``ledger-engine report``): read from the store, in currency units.
+
+Every report is built from the subledger postings the books hold (by effective day, so a
+correction counts in the month it was posted in, as in the GL), and ties to the GL:
+
+- ``revenue-by-customer``: customer x month x feature: gross at list price, allowances
+  (included, trial, granted credit) and net; summed over customers, each month's gross,
+  allowances and net equal the GL's ``Income:AI`` accounts.
+- ``wallet-rollforward``: per month: opening, bought, granted, consumed by AI, consumed by
+  channels, expired, closing; closing equals the GL's wallets control account at month end,
+  and each opening the previous closing.
+- ``expiring-credits``: the remainders of the wallet lots by customer and last valid day;
+  they sum to the wallet liability.
+- ``receivables-aging``: open invoices by customer, payments and write-offs applied oldest
+  invoice first, in 0-30 / 31-60 / 61-90 / 90+ days; the total is the open receivable.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import sqlite_utils
+
+from ledger_engine import commit
+from ledger_engine.core import accounts, dates
+from ledger_engine.core.errors import LedgerError
+from ledger_engine.core.model import EntryKind
+from ledger_engine.core.money import format_cents
+from ledger_engine.store import queries
+from ledger_engine.store.queries import PostingRow
+
+AGING_BUCKETS = (("0-30", 30), ("31-60", 60), ("61-90", 90), ("90+", None))
+GRANTED_FEATURE = "granted_credit"  # the revenue-by-customer line of granted credit
+
+
+class UnknownReport(LedgerError):
+    """No report has that name."""
+
+
+class Table(NamedTuple):
+    """A report: column names and rows of plain values (amounts as two-place text)."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple]
+
+    def as_dicts(self) -> list[dict]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def _month(day: str) -> str:
+    return day[:7]
+
+
+def _kind(key: str) -> EntryKind | None:
+    of_key = EntryKind.of_key(key)
+    return of_key[0] if of_key else None
+
+
+# --------------------------------------------------------------- revenue by customer
+
+_FEATURE_OF_REVENUE = {
+    accounts.REVENUE_SUGGESTED: "suggested_reply",
+    accounts.REVENUE_AUTOPILOT: "autopilot",
+}
+
+
+def _revenue_lines(txn: list[PostingRow], trial: bool) -> dict[str, tuple[int, int]]:
+    """feature -> (gross, allowance) in cents of one usage or grant transaction."""
+    lines: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for posting in txn:
+        feature = _FEATURE_OF_REVENUE.get(posting.account)
+        if feature is not None:
+            lines[feature][0] -= posting.cents
+            if trial:  # every conversation of a trial period is free: its allowance is its gross
+                lines[feature][1] -= posting.cents
+        elif posting.account == accounts.ALLOWANCE_INCLUDED:
+            lines["suggested_reply"][1] += posting.cents  # only suggested replies use allowance
+        elif posting.account == accounts.ALLOWANCE_GRANTED:
+            lines[GRANTED_FEATURE][1] += posting.cents
+    return {feature: (gross, allowance) for feature, (gross, allowance) in lines.items()}
+
+
+def _by_transaction(postings: list[PostingRow]) -> dict[str, list[PostingRow]]:
+    grouped: dict[str, list[PostingRow]] = defaultdict(list)
+    for posting in postings:
+        grouped[posting.txn_id].append(posting)
+    return grouped
+
+
+def revenue_by_customer(db: sqlite_utils.Database, month: str | None) -> Table:
+    paid_periods = queries.paid_period_starts(db)
+    totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for txn in _by_transaction(queries.subledger_postings(db)).values():
+        first = txn[0]
+        if month and _month(first.day) != month:
+            continue
+        kind = _kind(first.key)
+        trial = kind is EntryKind.USAGE and (
+            (first.customer, first.key.partition(".")[2]) not in paid_periods
+        )
+        for feature, (gross, allowance) in _revenue_lines(txn, trial).items():
+            line = totals[(first.customer, _month(first.day), feature)]
+            line[0] += gross
+            line[1] += allowance
+    rows = [
+        (customer, line_month, feature, format_cents(gross), format_cents(allowance),
+         format_cents(gross - allowance))
+        for (customer, line_month, feature), (gross, allowance) in sorted(
+            totals.items(), key=lambda item: (item[0][1], item[0][0], item[0][2])
+        )
+        if gross or allowance
+    ]  # fmt: skip
+    return Table(("customer", "month", "feature", "gross", "allowances", "net"), rows)
+
+
+# ---------------------------------------------------------------- wallet roll-forward
+
+_ROLLFORWARD_LINE = {
+    "top-up": "bought",
+    "auto-top-up": "bought",
+    "commitment": "bought",
+    "grant": "granted",
+    "usage": "consumed_ai",
+    "channel": "consumed_channels",
+    "expiry": "expired",
+}
+_ROLLFORWARD_COLUMNS = ("bought", "granted", "consumed_ai", "consumed_channels", "expired")
+
+
+def _wallet_movements(db) -> dict[str, dict[str, int]]:
+    """month -> roll-forward line -> cents added to the wallets (negative: taken out)."""
+    movements: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for posting in queries.subledger_postings(db):
+        if not posting.account.startswith(accounts.CUSTOMER_WALLETS_ROOT + ":"):
+            continue
+        kind = _kind(posting.key)
+        line = _ROLLFORWARD_LINE.get(kind.movement if kind else "", "other")
+        movements[_month(posting.day)][line] -= posting.cents
+    return movements
+
+
+def _months_between(first: str, last: str) -> list[str]:
+    months, day = [], dates.parse_month(first)
+    while dates.month_of(day) <= last:
+        months.append(dates.month_of(day))
+        day = dates.first_of_next_month(day)
+    return months
+
+
+def wallet_rollforward(db: sqlite_utils.Database, month: str | None) -> Table:
+    movements = _wallet_movements(db)
+    rows, closing = [], 0
+    for each in _months_between(min(movements), max(movements)) if movements else []:
+        lines = movements.get(each, {})
+        opening = closing
+        closing = opening + sum(lines.values())
+        added = (lines.get("bought", 0), lines.get("granted", 0))
+        taken = [-lines.get(name, 0) for name in _ROLLFORWARD_COLUMNS[2:]]
+        assert lines.get("other", 0) == 0, f"wallet movement of no kind in {each}"
+        if month is None or each == month:
+            amounts = (opening, *added, *taken, closing)
+            rows.append((each, *(format_cents(cents) for cents in amounts)))
+    columns = ("month", "opening", *_ROLLFORWARD_COLUMNS, "closing")
+    return Table(columns, rows)
+
+
+# ------------------------------------------------------------------ expiring credits
+
+
+def expiring_credits(db: sqlite_utils.Database, month: str | None) -> Table:
+    rows = [
+        (customer, lot.lot_id, lot.kind, lot.last_valid.isoformat(), format_cents(lot.remainder))
+        for customer, lot in queries.open_lots(db)
+        if month is None or dates.month_of(lot.last_valid) == month
+    ]
+    return Table(("customer", "lot", "kind", "last_valid", "remainder"), rows)
+
+
+# ---------------------------------------------------------------- receivables aging
+
+
+def _open_invoices(postings: list[PostingRow]) -> list[list]:
+    """[day, cents open] of a customer's invoices after applying its credits (payments,
+    write-offs, reversals) to the oldest open invoice first; an unapplied credit last."""
+    invoices: list[list] = []
+    credit, oldest = 0, 0
+    for posting in postings:
+        if posting.cents > 0:
+            invoices.append([posting.day, posting.cents])
+        else:
+            credit -= posting.cents
+        while credit and oldest < len(invoices):
+            applied = min(credit, invoices[oldest][1])
+            invoices[oldest][1] -= applied
+            credit -= applied
+            if invoices[oldest][1] == 0:
+                oldest += 1
+    return invoices[oldest:] + ([["credit", -credit]] if credit else [])
+
+
+def _bucket(as_of: datetime.date, day: str) -> str:
+    if day == "credit":
+        return AGING_BUCKETS[0][0]  # an overpayment: shown as a negative in the newest bucket
+    age = (as_of - datetime.date.fromisoformat(day)).days
+    return next(name for name, limit in AGING_BUCKETS if limit is None or age <= limit)
+
+
+def receivables_aging(db: sqlite_utils.Database, month: str | None) -> Table:
+    through = queries.posted_through(db)
+    as_of = dates.last_day_of_month(dates.parse_month(month)) if month else through
+    by_customer: dict[str, list[PostingRow]] = defaultdict(list)
+    for posting in queries.subledger_postings(db, as_of.isoformat() if as_of else None):
+        if posting.account.startswith(accounts.RECEIVABLES_CONTROL + ":"):
+            by_customer[posting.customer].append(posting)
+    rows = []
+    for customer in sorted(by_customer):
+        buckets = dict.fromkeys((name for name, _ in AGING_BUCKETS), 0)
+        for day, cents in _open_invoices(by_customer[customer]):
+            buckets[_bucket(as_of, day)] += cents
+        if any(buckets.values()):
+            amounts = (*buckets.values(), sum(buckets.values()))
+            rows.append((customer, *(format_cents(cents) for cents in amounts)))
+    names = tuple(name for name, _ in AGING_BUCKETS)
+    return Table(("customer", *names, "total"), rows)
+
+
+REPORTS: dict[str, Callable[[sqlite_utils.Database, str | None], Table]] = {
+    "revenue-by-customer": revenue_by_customer,
+    "wallet-rollforward": wallet_rollforward,
+    "expiring-credits": expiring_credits,
+    "receivables-aging": receivables_aging,
+}
+
+
+def report(books_dir: Path, name: str, month: str | None = None) -> Table:
+    """Runs the report ``name`` (one of :data:`REPORTS`) on the books, optionally one month.
+
+    Raises:
+        UnknownReport: no report has that name.
+    """
+    if name not in REPORTS:
+        raise UnknownReport(f"no report {name!r}; the reports are {', '.join(REPORTS)}")
+    with commit.store_for_reading(books_dir) as db:
+        return REPORTS[name](db, month)

@@ -41,6 +41,7 @@ def create_books(books_dir: Path, currency: str, timezone: str, rules_text: str)
     (books_dir / layout.RULES_NAME).write_text(rules_text, encoding="utf-8")
     (books_dir / layout.ACCOUNTS_NAME).write_text(text.gl_accounts_text(currency), "utf-8")
     (books_dir / layout.LEDGER_NAME).write_text(text.ledger_root(currency), "utf-8")
+    (books_dir / layout.DASHBOARDS_NAME).write_bytes(layout.DASHBOARDS_TEMPLATE.read_bytes())
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     with store_db.store_errors():
         db = store_db.create_store(

@@ -27,7 +27,7 @@ def journal_files(books: Path) -> dict[str, bytes]:
     return {
         p.relative_to(books).as_posix(): p.read_bytes()
         for p in sorted(books.rglob("*"))
-        if p.suffix in (".beancount", ".toml")
+        if p.suffix in (".beancount", ".toml", ".tsx")
     }
 
 

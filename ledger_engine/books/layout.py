@@ -13,6 +13,7 @@ DIR/rules.toml, DIR/state.sqlite            the rules in force, the store
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ledger_engine.core.accounts import (
     AI_INCOME_ROOT,
@@ -29,6 +30,8 @@ from ledger_engine.core.accounts import (
 LEDGER_NAME = "ledger.beancount"
 ACCOUNTS_NAME = "accounts.beancount"
 RULES_NAME = "rules.toml"
+DASHBOARDS_NAME = "dashboards.tsx"  # Fava dashboards of the GL (the fava-dashboards extension)
+DASHBOARDS_TEMPLATE = Path(__file__).with_name(DASHBOARDS_NAME)
 LOCK_NAME = ".lock"
 CUSTOMER_ROOT_NAME = "customer.beancount"
 JOURNAL_TOPS = ("gl", "customers")  # the folders that hold month files and subledgers
@@ -109,6 +112,8 @@ CUSTOMER_QUERIES = {
     ),
 }
 # Fava's options, in every root: revenue shows positive; every query is in the sidebar.
+# The GL root also loads the dashboards extension (installed by the `fava` extra).
+FAVA_EXTENSION = "fava_dashboards"
 FAVA_INVERT_OPTION = ("invert-income-liabilities-equity", "TRUE")
 FAVA_SIDEBAR_QUERIES_OPTION = "sidebar-show-queries"
 

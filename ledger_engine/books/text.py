@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from ledger_engine.books.layout import (
     ACCOUNTS_NAME,
     CUSTOMER_QUERIES,
+    FAVA_EXTENSION,
     FAVA_INVERT_OPTION,
     FAVA_SIDEBAR_QUERIES_OPTION,
     QUERIES,
@@ -89,6 +90,7 @@ def ledger_root(currency: str) -> str:
         + include_line(ACCOUNTS_NAME)
         + "\n"
         + fava_options(QUERIES)
+        + f'{OPEN_DATE} custom "fava-extension" {quote(FAVA_EXTENSION)}\n'
         + queries_text(QUERIES)
     )
 

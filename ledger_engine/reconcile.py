@@ -4,7 +4,9 @@ Each check in :data:`CHECKS` returns a list of :class:`Difference` values (error
 :func:`reconcile` runs them all, in that order, and never stops at the first problem.  It
 reads only: a torn tail left by an interrupted run is reported, and the next ``post`` moves
 it under ``recovered/``.  Numbers read from the journals are parsed, never asserted: a
-number finer than a cent is a difference like any other.
+number finer than a cent is a difference like any other.  Nor is what is read from the store
+trusted: a value someone wrote into it that no run writes (a non-integer amount, a record that
+is not JSON, a path that is no file) is a difference, never a traceback.
 """
 
 from __future__ import annotations
@@ -66,11 +68,37 @@ class Context(NamedTuple):
     kept_seal: str | None = None
 
 
+# The files ``init`` records without a run; every other journal file is in the run log.
+INIT_FILES = (layout.LEDGER_NAME, layout.ACCOUNTS_NAME)
+
+
+def _cents(value) -> str:
+    """Cents read from the store as text.  SQLite's sum() is a float once someone has written a
+    non-integer amount into the store: that is shown as read (format_cents would raise)."""
+    return format_cents(value) if isinstance(value, int) else repr(value)
+
+
+def _json_object(text) -> dict | None:
+    """A JSON object read from the store, or None if someone made it anything else."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _readable_record(relative, recorded) -> bool:
+    """A journal_files row as runs write it (a text path, an integer length)."""
+    return isinstance(relative, str) and isinstance(recorded.length, int)
+
+
 def _file_difference(books_dir: Path, relative: str, recorded) -> Difference | None:
     path = books_dir / relative
     what = "sealed file" if recorded.sealed else "journal file"
     if not path.exists():
         return Difference("files", f"{what} is missing", relative)
+    if not path.is_file():  # a directory, a device: hashing it would raise or never end
+        return Difference("files", f"{what} is not a regular file", relative)
     size = path.stat().st_size
     if size > recorded.length and sha256_file(path, recorded.length) == recorded.sha256:
         return Difference(
@@ -91,11 +119,13 @@ def check_file_hashes(ctx: Context) -> list[Difference]:
     """Every journal file is byte-for-byte what the store recorded (sealed ones included)."""
     books_dir = ctx.books_dir
     recorded = queries.recorded_files(ctx.db)
-    differences = [
-        difference
-        for relative, file in sorted(recorded.items())
-        if (difference := _file_difference(books_dir, relative, file)) is not None
-    ]
+    differences = []
+    for relative, file in sorted(recorded.items(), key=lambda item: str(item[0])):
+        if not _readable_record(relative, file):
+            message = "the store's record of the journal file is not readable"
+            differences.append(Difference("files", message, str(relative), found=repr(file)))
+        elif (difference := _file_difference(books_dir, relative, file)) is not None:
+            differences.append(difference)
     for relative in journal_files_on_disk(books_dir):
         if relative not in recorded:
             differences.append(
@@ -109,11 +139,14 @@ def check_file_hashes(ctx: Context) -> list[Difference]:
 
 
 def check_run_chain(ctx: Context) -> list[Difference]:
-    """The run log's hash chain is intact."""
+    """The run log's hash chain is intact, its records are readable, and it agrees with the
+    store: each journal file's recorded hash is the last one the run log holds for it."""
     differences = []
     previous = "0" * 64
     for run in queries.runs(ctx.db):
-        if run["prev_hash"] != previous or queries.run_hash(run) != run["hash"]:
+        # A blob written into a record cannot be hashed as JSON: a break, not a crash.
+        readable = not any(isinstance(value, bytes) for value in run.values())
+        if run["prev_hash"] != previous or not readable or queries.run_hash(run) != run["hash"]:
             differences.append(
                 Difference(
                     "run_log",
@@ -123,13 +156,34 @@ def check_run_chain(ctx: Context) -> list[Difference]:
                 )
             )
         previous = run["hash"]
+    last_hash, _, unreadable = _run_log_evidence(ctx.db)
+    differences += unreadable
+    # The chain alone misses its last records being deleted (what is left is still a chain)
+    # and a journal file edited together with its hash in the store: compare the two.
+    recorded = queries.recorded_files(ctx.db)
+    for relative, file in sorted(recorded.items(), key=lambda item: str(item[0])):
+        if relative not in last_hash and relative in INIT_FILES:
+            continue
+        expected = last_hash.get(relative, "missing")
+        if expected != file.sha256:
+            message = "the store's hash of the journal file is not the last one the run log holds"
+            differences.append(
+                Difference("run_log", message, str(relative), None, None, expected, file.sha256)
+            )
+    for relative in sorted(set(last_hash) - set(recorded)):
+        message = "journal file in the run log is unknown to the store"
+        differences.append(Difference("run_log", message, relative))
     return differences
 
 
 def _load(path: Path) -> tuple[list, list[Difference]]:
     # beancount writes a .picklecache beside a journal that loads slowly; not in the books.
     os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
-    entries, errors, _ = loader.load_file(str(path))
+    try:
+        entries, errors, _ = loader.load_file(str(path))
+    except OSError as error:  # beancount raises on an include it cannot open (a directory)
+        file = error.filename or path.name
+        return [], [Difference("load", f"cannot read the file: {error.strerror}", file)]
     return entries, [
         Difference(
             "load",
@@ -178,8 +232,8 @@ def _compare(check: str, expected: Sums, found: Sums, file_of: Callable, label: 
                     file_of(day),
                     account,
                     day,
-                    format_cents(want),
-                    format_cents(have),
+                    _cents(want),
+                    _cents(have),
                 )
             )
     return differences
@@ -257,8 +311,8 @@ def check_rating(ctx: Context) -> list[Difference]:
                 Difference(
                     "lots_vs_wallet",
                     f"lots of {customer} do not sum to its wallet",
-                    expected=format_cents(wallet),
-                    found=format_cents(lots),
+                    expected=_cents(wallet),
+                    found=_cents(lots),
                 )
             )
     return differences
@@ -274,16 +328,66 @@ def _closed_entries(ctx: Context) -> dict[str, str]:
     }
 
 
-def _run_log_evidence(db) -> tuple[dict[str, str], dict[str, str]]:
-    """From the hash-chained run log: the last hash written of every file, and the seal each
-    ``close`` run recorded, by month."""
+def _run_log_evidence(db) -> tuple[dict[str, str], dict[str, str], list[Difference]]:
+    """From the hash-chained run log: the last hash written of every file, the seal each
+    ``close`` run recorded, by month, and the records whose files or counts are not JSON
+    objects (their evidence is left out)."""
     last_hash: dict[str, str] = {}
     seals: dict[str, str] = {}
+    unreadable = []
     for run in queries.runs(db):
-        last_hash.update(json.loads(run["files"]))
-        if run["command"].startswith("close "):
-            seals[run["command"][6:]] = json.loads(run["counts"]).get("seal_sha256", "")
-    return last_hash, seals
+        files, counts = _json_object(run["files"]), _json_object(run["counts"])
+        if files is None or counts is None:
+            message = f"run {run['run_id']}'s record of its files and counts is not readable"
+            unreadable.append(Difference("run_log", message))
+        last_hash.update(files or {})
+        command = run["command"]
+        if isinstance(command, str) and command.startswith("close ") and counts is not None:
+            seals[command[6:]] = counts.get("seal_sha256", "")
+    return last_hash, seals, unreadable
+
+
+def _closed_month_records(ctx: Context) -> tuple[list, list[Difference]]:
+    """The store's closed months; a record whose files are not a JSON object is reported
+    and kept with no files (so each of its sealed files differs from it)."""
+    try:
+        records = queries.closed_month_records(ctx.db)
+    except (TypeError, ValueError) as error:
+        message = f"the store's record of the closed months is not readable: {error}"
+        months = queries.closed_months(ctx.db)
+        return [queries.ClosedMonth(month, {}, None) for month in months], [
+            Difference("seals", message)
+        ]
+    differences = []
+    for index, record in enumerate(records):
+        if not isinstance(record.files, dict):
+            message = f"the store's record of the files of {record.month} is not readable"
+            differences.append(Difference("seals", message, found=repr(record.files)))
+            records[index] = record._replace(files={})
+    return records, differences
+
+
+def _closed_entry_file(month) -> str | None:
+    """The GL file that holds the ``closed`` entry of ``month`` (None if it is no month)."""
+    try:
+        return layout.gl_month_path(dates.month_of(dates.first_day_after_month(month)))
+    except (TypeError, ValueError):
+        return None
+
+
+def _sealed_flag_differences(ctx: Context, records) -> list[Difference]:
+    """The files the store marks sealed are exactly those of its closed months' records."""
+    recorded = queries.recorded_files(ctx.db)
+    in_records = {path for record in records for path in record.files}
+    marked = {path for path, file in recorded.items() if file.sealed}
+    differences = []
+    for path in sorted(in_records - marked, key=str):
+        message = "file of a closed month is not marked sealed in the store"
+        differences.append(Difference("seals", message, str(path)))
+    for path in sorted(marked - in_records, key=str):
+        message = "file marked sealed in the store is in no closed month's record"
+        differences.append(Difference("seals", message, str(path)))
+    return differences
 
 
 def _sealed_file_differences(record, on_disk: dict[str, str], last_hash: dict[str, str]):
@@ -303,21 +407,23 @@ def _sealed_file_differences(record, on_disk: dict[str, str], last_hash: dict[st
 def check_seals(ctx: Context) -> list[Difference]:
     """Every closed month's seal, recomputed from the files on disk and chained, equals the
     GL's ``closed`` entry, the store and the run log; and the kept seal, if given."""
-    records = queries.closed_month_records(ctx.db)
-    last_hash, run_seals = _run_log_evidence(ctx.db)
-    gl_seals = _closed_entries(ctx) if records else {}
+    records, differences = _closed_month_records(ctx)
+    last_hash, run_seals, _ = _run_log_evidence(ctx.db)  # check_run_chain reports the rest
+    gl_seals = _closed_entries(ctx)
     disk = journal_files_on_disk(ctx.books_dir)
-    differences, previous, recomputed = [], GENESIS_SEAL, []
+    previous, recomputed = GENESIS_SEAL, []
     for record in records:
         on_disk = {
             path: sha256_file(ctx.books_dir / path)
+            if (ctx.books_dir / path).is_file()
+            else "not a regular file"
             for path in disk
             if layout.month_of_path(path) == record.month
         }
         differences += _sealed_file_differences(record, on_disk, last_hash)
         previous = seal = month_seal(previous, on_disk)
         recomputed.append(seal)
-        where = layout.gl_month_path(dates.month_of(dates.first_day_after_month(record.month)))
+        where = _closed_entry_file(record.month)
         for source, expected in (
             ("the GL's closed entry", gl_seals.get(record.month, "missing")),
             ("the run log", run_seals.get(record.month, "missing")),
@@ -325,6 +431,16 @@ def check_seals(ctx: Context) -> list[Difference]:
             if expected != seal:
                 message = f"seal of {record.month} recomputed from the files differs from {source}"
                 differences.append(Difference("seals", message, where, None, None, expected, seal))
+    # A month the GL or the run log says is closed but the store does not (its record was
+    # deleted): the loop above never sees it.
+    closed_in_store = {record.month for record in records}
+    for source, seals in (("the GL's closed entries", gl_seals), ("the run log", run_seals)):
+        for month in sorted(set(seals) - closed_in_store):
+            message = f"{month} is closed in {source} but not in the store"
+            where = _closed_entry_file(month)
+            found = "missing"
+            differences.append(Difference("seals", message, where, None, None, seals[month], found))
+    differences += _sealed_flag_differences(ctx, records)
     if ctx.kept_seal is not None and ctx.kept_seal not in recomputed:
         message = "the kept seal matches no closed month's seal recomputed from the files"
         latest = recomputed[-1] if recomputed else "no month closed"

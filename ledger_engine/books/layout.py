@@ -38,19 +38,22 @@ JOURNAL_TOPS = ("gl", "customers")  # the folders that hold month files and subl
 RECOVERED_DIR = "recovered"  # bytes and files found in the books that no run committed
 _MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.beancount$")
 
+REVENUE_BY_MONTH = (
+    "SELECT year, month, root(account, 4) AS account, neg(sum(position)) AS gross "
+    f"WHERE account ~ '^{REVENUE_ROOT}' GROUP BY year, month, account "
+    "ORDER BY year, month, account"
+)
+ALLOWANCES_BY_MONTH = (
+    "SELECT year, month, account, sum(position) AS given "
+    f"WHERE account ~ '^{ALLOWANCE_ROOT}' GROUP BY year, month, account "
+    "ORDER BY year, month, account"
+)
+
 # name -> bean-query statement; written into ledger.beancount, run with `.run NAME` and
 # listed in Fava's sidebar.  Income is negative in Beancount: `neg` shows revenue positive.
 QUERIES = {
-    "revenue_by_month": (
-        "SELECT year, month, root(account, 4) AS account, neg(sum(position)) AS gross "
-        f"WHERE account ~ '^{REVENUE_ROOT}' GROUP BY year, month, account "
-        "ORDER BY year, month, account"
-    ),
-    "allowances_by_month": (
-        "SELECT year, month, account, sum(position) AS given "
-        f"WHERE account ~ '^{ALLOWANCE_ROOT}' GROUP BY year, month, account "
-        "ORDER BY year, month, account"
-    ),
+    "revenue_by_month": REVENUE_BY_MONTH,
+    "allowances_by_month": ALLOWANCES_BY_MONTH,
     "net_ai_revenue_by_month": (
         "SELECT year, month, neg(sum(position)) AS net "
         f"WHERE account ~ '^{AI_INCOME_ROOT}:' GROUP BY year, month ORDER BY year, month"
@@ -85,16 +88,8 @@ QUERIES = {
 
 # The queries of every customer's subledger root (its own numbers only).
 CUSTOMER_QUERIES = {
-    "ai_revenue_by_month": (
-        "SELECT year, month, root(account, 4) AS account, neg(sum(position)) AS gross "
-        f"WHERE account ~ '^{REVENUE_ROOT}' GROUP BY year, month, account "
-        "ORDER BY year, month, account"
-    ),
-    "allowances_by_month": (
-        "SELECT year, month, account, sum(position) AS given "
-        f"WHERE account ~ '^{ALLOWANCE_ROOT}' GROUP BY year, month, account "
-        "ORDER BY year, month, account"
-    ),
+    "ai_revenue_by_month": REVENUE_BY_MONTH,
+    "allowances_by_month": ALLOWANCES_BY_MONTH,
     "wallet_by_month": (
         "SELECT year, month, narration, neg(sum(position)) AS movement "
         f"WHERE account ~ '^{CUSTOMER_WALLETS_ROOT}:' GROUP BY year, month, narration "

@@ -101,9 +101,15 @@ def _file_difference(books_dir: Path, relative: str, recorded) -> Difference | N
         return Difference("files", f"{what} is not a regular file", relative)
     size = path.stat().st_size
     if size > recorded.length and sha256_file(path, recorded.length) == recorded.sha256:
+        message = (
+            "bytes past the seal (post and close refuse until they are removed)"
+            if recorded.sealed
+            else "uncommitted tail left by an interrupted run (the next post moves it to "
+            "recovered/)"
+        )
         return Difference(
             "files",
-            "uncommitted tail left by an interrupted run (the next post moves it to recovered/)",
+            f"{what}: {message}" if recorded.sealed else message,
             relative,
             expected=str(recorded.length),
             found=str(size),
@@ -176,22 +182,30 @@ def check_run_chain(ctx: Context) -> list[Difference]:
     return differences
 
 
-def _load(path: Path) -> tuple[list, list[Difference]]:
+def _load(path: Path, books_dir: Path) -> tuple[list, list[Difference]]:
     # beancount writes a .picklecache beside a journal that loads slowly; not in the books.
     os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
     try:
         entries, errors, _ = loader.load_file(str(path))
     except OSError as error:  # beancount raises on an include it cannot open (a directory)
-        file = error.filename or path.name
+        file = _relative(error.filename or str(path), books_dir)
         return [], [Difference("load", f"cannot read the file: {error.strerror}", file)]
     return entries, [
         Difference(
             "load",
             str(error.message).splitlines()[0],
-            (error.source or {}).get("filename", path.name),
+            _relative((error.source or {}).get("filename") or str(path), books_dir),
         )
         for error in errors
     ]
+
+
+def _relative(filename: str, books_dir: Path) -> str:
+    """A file named by beancount, relative to the books (as every other check names it)."""
+    try:
+        return Path(filename).resolve().relative_to(Path(books_dir).resolve()).as_posix()
+    except ValueError:
+        return filename  # not under the books (an include pointing elsewhere)
 
 
 Sums = dict[tuple[str, str], int]  # (day, account) -> cents
@@ -462,7 +476,8 @@ def reconcile(books_dir: Path, kept_seal: str | None = None) -> Report:
     """
     with commit.reading(books_dir) as db:
         store_db.ensure_views(db)
-        ctx = Context(books_dir, db, functools.cache(_load), kept_seal)
+        load = functools.cache(functools.partial(_load, books_dir=books_dir))
+        ctx = Context(books_dir, db, load, kept_seal)
         differences = [difference for check in CHECKS for difference in check(ctx)]
         counts = queries.counts(db)
         checked = {

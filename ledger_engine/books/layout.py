@@ -7,6 +7,8 @@ DIR/gl/YYYY/YYYY-MM.beancount               GL summaries of one calendar month
 DIR/customers/<segment>/customer.beancount  a customer's subledger root
 DIR/customers/<segment>/YYYY-MM.beancount   that customer's entries of one month
 DIR/rules.toml, DIR/state.sqlite            the rules in force, the store
+DIR/dashboards.tsx                          Fava dashboards of the GL
+DIR/recovered/run-N/<path>.tail|.file       what recovery moved out of the journals
 ```
 """
 

@@ -230,7 +230,7 @@ class Rating(NamedTuple):
     terms: tuple[Terms, ...]
     conversations: tuple[Conversation, ...]
     periods: tuple[Period, ...]
-    wallet_events: tuple[Event, ...]  # accepted top_up, channel_usage and payment events
+    wallet_events: tuple[Event, ...]  # accepted money and channel events (not usage)
 
 
 # ------------------------------------------------------------------------- wallet (§5)

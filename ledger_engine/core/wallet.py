@@ -2,9 +2,10 @@
 
 :func:`replay_wallet` walks the posting days in order and, on each, posts what the day
 brings in the order of :class:`~ledger_engine.core.model.EntryKind`: expiries of lots that
-ended yesterday, commitments, top-ups (manual, then automatic when the day's charges need
-them), charges consuming lots soonest-expiry first, payments.  The result is what the books
-*should* hold; the planner compares it with what they *do* hold.
+ended yesterday, commitments, manual top-ups, credit grants, the automatic top-up when the
+day's charges need it, charges consuming lots soonest-expiry first, payments, write-offs.
+The result is what the books *should* hold; the planner compares it with what they *do*
+hold.
 
 The only mutable state is the :class:`LotBook`, owned by the day loop; every entry is built
 by a small pure function of its inputs.  Same rating in, same result out.

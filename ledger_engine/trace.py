@@ -81,9 +81,8 @@ def _entry_events(db, entry: TxnRow, kind: EntryKind, detail: str | None) -> lis
         return []  # derived from terms and lots (commitment, automatic top-up, expiry)
     events = queries.raw_events_of_day(db, entry.customer, entry.orig_day, event_type)
     if kind is EntryKind.CHANNEL:
-        # The typed fields' last is the channel (see model.EVENT_TYPED_FIELDS).
-        return [_event_dict(e) for e, fields in events if fields[-1] == detail]
-    return [_event_dict(e) for e, _ in events if short_hash(e.id) == detail]
+        return [_event_dict(raw) for raw, event in events if event.channel == detail]
+    return [_event_dict(raw) for raw, _ in events if short_hash(raw.id) == detail]
 
 
 def entry_dict(db: sqlite_utils.Database, entry: TxnRow) -> dict:

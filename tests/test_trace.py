@@ -105,3 +105,22 @@ def test_the_cli_prints_the_chain_or_one_error_line(poster, books):
     missing = run_cli("trace", books, "no-such-thing")
     assert missing.exit_code == 1
     assert missing.output == "Error: nothing in these books is called 'no-such-thing'\n"
+
+
+def test_a_channel_entry_lists_the_channel_events_of_its_day(poster, books):
+    poster(
+        [
+            sub("acme", "2026-11-01T08:00:00Z", "boost"),
+            money_event("channel_usage", "acme", "2026-11-02T09:00:00Z", "1.00", id="s1",
+                        channel="sms"),
+            money_event("channel_usage", "acme", "2026-11-02T10:00:00Z", "2.00", id="v1",
+                        channel="voice"),
+            money_event("channel_usage", "acme", "2026-11-02T11:00:00Z", "0.50", id="s2",
+                        channel="sms"),
+        ],
+        "2026-11-30",
+    )  # fmt: skip
+    (summary,) = trace(books, "s2")["gl"]
+    (entry,) = summary["entries"]
+    assert entry["txn"] == "C-acme.2026-11-02.channel.sms.1"
+    assert [e["id"] for e in entry["events"]] == ["s1", "s2"]

@@ -839,14 +839,19 @@ def raw_events_of_conversation(db, customer: str, conversation: str) -> list[Raw
     return [RawEvent(*row) for row in rows]
 
 
-def raw_events_of_day(db, customer: str, day: str, event_type: str) -> list[tuple[RawEvent, list]]:
-    """A customer's events of one type and booking day, with their typed fields."""
+def raw_events_of_day(db, customer: str, day: str, event_type: str) -> list[tuple[RawEvent, Event]]:
+    """A customer's events of one type and booking day: the evidence and the typed event."""
     rows = db.execute(
-        f"SELECT {_RAW_COLUMNS}, fields FROM events WHERE customer = ? AND day = ? AND type = ? "
-        "ORDER BY at, id",
+        f"SELECT {_RAW_COLUMNS}, at, fields FROM events WHERE customer = ? AND day = ? "
+        "AND type = ? ORDER BY at, id",
         [customer, day, event_type],
     )
-    return [(RawEvent(*row[:-1]), orjson.loads(row[-1])) for row in rows]
+    result = []
+    for row in rows:
+        raw, at, fields = RawEvent(*row[:-2]), row[-2], _padded(orjson.loads(row[-1]))
+        typed = Event._make((raw.id, raw.type, customer, at, _date(day), *fields))
+        result.append((raw, typed))
+    return result
 
 
 # ------------------------------------------------------------ rejections, checks

@@ -61,6 +61,20 @@ function chart(labels: string[], series: object[]) {
   };
 }
 
+// A panel of bars: one series per value of `key`, stacked, one bar per month.
+function stackedBars(title: string, bql: string, key: string, width: string, height: string) {
+  return {
+    title,
+    width,
+    height,
+    kind: "echarts",
+    spec: async ({ ledger }) => {
+      const bars = barsBy(await ledger.query(bql), key, key);
+      return chart(bars.labels, bars.series);
+    },
+  };
+}
+
 export default defineConfig({
   dashboards: [
     {
@@ -82,16 +96,7 @@ export default defineConfig({
             ]);
           },
         },
-        {
-          title: "Other channels paid from the wallet",
-          width: "50%",
-          height: "320px",
-          kind: "echarts",
-          spec: async ({ ledger }) => {
-            const bars = barsBy(await ledger.query(CHANNELS), "account", "channels");
-            return chart(bars.labels, bars.series);
-          },
-        },
+        stackedBars("Other channels paid from the wallet", CHANNELS, "account", "50%", "320px"),
         {
           title: "Breakage (expired paid credit)",
           width: "50%",
@@ -120,16 +125,7 @@ export default defineConfig({
             return chart(months(rows), [{ type: "line", name: "Owed to customers", data }]);
           },
         },
-        {
-          title: "Wallet roll-forward: movements by kind",
-          width: "50%",
-          height: "360px",
-          kind: "echarts",
-          spec: async ({ ledger }) => {
-            const bars = barsBy(await ledger.query(WALLET_MOVEMENTS), "kind", "movements");
-            return chart(bars.labels, bars.series);
-          },
-        },
+        stackedBars("Wallet roll-forward: movements by kind", WALLET_MOVEMENTS, "kind", "50%", "360px"),
       ],
     },
   ],

@@ -476,7 +476,8 @@ def reconcile(books_dir: Path, kept_seal: str | None = None) -> Report:
     """
     with commit.reading(books_dir) as db:
         store_db.ensure_views(db)
-        load = functools.cache(functools.partial(_load, books_dir=books_dir))
+        # The GL is loaded by two checks; keep one journal in memory, never all subledgers.
+        load = functools.lru_cache(maxsize=1)(functools.partial(_load, books_dir=books_dir))
         ctx = Context(books_dir, db, load, kept_seal)
         differences = [difference for check in CHECKS for difference in check(ctx)]
         counts = queries.counts(db)

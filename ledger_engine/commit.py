@@ -105,18 +105,6 @@ def writing(books_dir: Path, wait_seconds: float = 0) -> Iterator[Run]:
 
 
 @contextlib.contextmanager
-def reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
-    """Holds the books' lock while a command reads them (so no run is half-way)."""
-    store_db.require_store(books_dir)
-    with locked(books_dir), store_db.store_errors():
-        db = store_db.open_store(books_dir)
-        try:
-            yield db
-        finally:
-            db.close()
-
-
-@contextlib.contextmanager
 def store_for_reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
     """The store, for a report that needs no lock (it reads committed rows only)."""
     with store_db.store_errors():
@@ -125,6 +113,14 @@ def store_for_reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
             yield db
         finally:
             db.close()
+
+
+@contextlib.contextmanager
+def reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
+    """The store while holding the books' lock (so no run is half-way through)."""
+    store_db.require_store(books_dir)
+    with locked(books_dir), store_for_reading(books_dir) as db:
+        yield db
 
 
 class JournalWriter:

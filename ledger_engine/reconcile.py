@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import sqlite_utils
-from beancount import loader
 
 from ledger_engine import commit
 from ledger_engine.books import layout
@@ -183,6 +182,10 @@ def check_run_chain(ctx: Context) -> list[Difference]:
 
 
 def _load(path: Path, books_dir: Path) -> tuple[list, list[Difference]]:
+    # Imported here, not at the top: every command's start-up would pay for beancount
+    # (60 ms, a tenth of a no-op night), and only reconcile loads journals.
+    from beancount import loader
+
     # beancount writes a .picklecache beside a journal that loads slowly; not in the books.
     os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
     try:

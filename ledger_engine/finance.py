@@ -96,7 +96,7 @@ def _by_transaction(postings: list[PostingRow]) -> dict[str, list[PostingRow]]:
 
 
 def revenue_by_customer(db: sqlite_utils.Database, month: str | None) -> Table:
-    paid_periods = queries.paid_period_starts(db)
+    trial_periods = queries.trial_period_starts(db)
     totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for txn in _by_transaction(queries.subledger_postings(db)).values():
         first = txn[0]
@@ -104,7 +104,7 @@ def revenue_by_customer(db: sqlite_utils.Database, month: str | None) -> Table:
             continue
         kind = _kind(first.key)
         trial = kind is EntryKind.USAGE and (
-            (first.customer, first.key.partition(".")[2]) not in paid_periods
+            (first.customer, first.key.partition(".")[2]) in trial_periods
         )
         for feature, (gross, allowance) in _revenue_lines(txn, trial).items():
             line = totals[(first.customer, _month(first.day), feature)]

@@ -220,3 +220,21 @@ def test_the_report_command_prints_table_csv_and_json():
     as_json = run(main, ["report", str(SAMPLE), "expiring-credits", "--format", "json"])
     assert all("." in row["remainder"] for row in json.loads(as_json.output))  # units, not cents
     assert run(main, ["report", str(SAMPLE), "no-such-report"]).exit_code == 2
+
+
+def test_reports_still_tie_when_a_late_cancellation_empties_a_period(poster):
+    poster(
+        [sub("acme", "2026-11-01T08:00:00Z", "boost"), use("acme", "2026-11-05T10:00:00Z", "c1")],
+        "2026-11-30",
+    )
+    assert CliRunner().invoke(main, ["close", str(poster.books), "2026-11"]).exit_code == 0
+    # Cancelled before the usage: the conversation is rejected and its entry reversed, on
+    # 1 Dec since November is closed.  November still shows the revenue, December takes it back.
+    poster([money_event("cancellation", "acme", "2026-11-03T08:00:00Z", "0", id="x")], "2026-12-01")
+    assert [r["reason"] for r in list_rejections(poster.books)] == ["no_active_subscription"]
+    check_reports_tie_to_the_gl(poster.books)
+    rows = report(poster.books, "revenue-by-customer").rows
+    assert rows == [
+        ("acme", "2026-11", "suggested_reply", "0.30", "0.30", "0.00"),
+        ("acme", "2026-12", "suggested_reply", "-0.30", "-0.30", "0.00"),
+    ]

@@ -560,10 +560,14 @@ def subledger_postings(db: sqlite_utils.Database, through: str | None = None):
     return [PostingRow(*row) for row in rows]
 
 
-def paid_period_starts(db: sqlite_utils.Database) -> set[tuple[str, str]]:
-    """``(customer, period start)`` of every period of a paid plan (trial periods are not
-    stored as periods)."""
-    return {tuple(row) for row in db.execute("SELECT customer, period_start FROM periods")}
+def trial_period_starts(db: sqlite_utils.Database) -> set[tuple[str, str]]:
+    """``(customer, period start)`` of every trial period: one that holds, or ever held, a
+    conversation rated as trial (every conversation of a trial period is)."""
+    rows = db.execute(
+        "SELECT customer, period_start FROM conversations WHERE status = 'trial' UNION "
+        "SELECT customer, period_start FROM conversation_history WHERE status = 'trial'"
+    )
+    return {tuple(row) for row in rows}
 
 
 def open_lots(db: sqlite_utils.Database) -> list[tuple[str, Lot]]:

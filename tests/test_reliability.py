@@ -3,6 +3,7 @@ real run, kill -9 of a real process, disk full, two runs at once."""
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import errno
 import json
@@ -258,3 +259,36 @@ def test_two_concurrent_runs_end_with_correct_books(tmp_path, reference):
     written = sorted(json.loads(out)["transactions_written"] for out, _ in results)
     assert written[0] == 0 and written[1] > 0  # one posted, the other found nothing to do
     assert journal_bytes(books) == journal_bytes(alone)
+
+
+def many_customers(path, count=70):
+    events = [sub(f"c{i:03d}", "2026-11-01T08:00:00Z", "boost") for i in range(count)]
+    events += [use(f"c{i:03d}", "2026-11-02T10:00:00Z", "k") for i in range(count)]
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    return path
+
+
+def test_a_night_of_many_files_is_made_durable_with_one_syncfs(tmp_path, monkeypatch):
+    assert books_module._SYNCFS is not None  # Linux: the path below is the one users take
+    calls = []
+    real = books_module._SYNCFS
+    monkeypatch.setattr(books_module, "_SYNCFS", lambda fd: calls.append(fd) or real(fd))
+    books = init_books(tmp_path / "books")
+    post(books, [str(many_customers(tmp_path / "n.jsonl"))], THROUGH)
+    assert len(calls) == 1
+    assert reconcile(books).ok
+
+
+def test_a_failing_syncfs_leaves_the_books_as_before(tmp_path, monkeypatch):
+    def full(fd):
+        ctypes.set_errno(errno.ENOSPC)
+        return -1
+
+    monkeypatch.setattr(books_module, "_SYNCFS", full)
+    books = init_books(tmp_path / "books")
+    before = journal_bytes(books)
+    with pytest.raises(BooksWriteError, match="No space left"):
+        post(books, [str(many_customers(tmp_path / "n.jsonl"))], THROUGH)
+    assert journal_bytes(books) == before
+    assert not list((books / "customers").glob("*"))
+    assert reconcile(books).ok

@@ -5,6 +5,7 @@ cannot parse instead of crashing on it."""
 from __future__ import annotations
 
 import inspect
+import sqlite3
 import subprocess
 import sys
 
@@ -105,3 +106,24 @@ def test_a_damaged_store_is_one_error_line(books):
     )
     assert result.returncode == 1
     assert result.stderr.startswith("Error: the store: ") and result.stderr.count("\n") == 1
+
+
+def test_a_store_with_a_dropped_table_is_one_error_line(poster, books):
+    poster([sub("acme", "2026-11-01T08:00:00Z", "boost")], "2026-11-30")
+    con = sqlite3.connect(books / "state.sqlite")
+    con.execute("DROP TABLE lots")
+    con.commit()
+    con.close()
+    for command in ("reconcile", "rejections"):
+        result = subprocess.run(
+            [sys.executable, "-m", "ledger_engine", command, str(books)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if command == "rejections":  # it never reads the lots: nothing is wrong for it
+            assert result.returncode == 0, result.stderr
+            continue
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("Error: the store is damaged: no such table: ")
+        assert result.stderr.count("\n") == 1 and "lots" in result.stderr

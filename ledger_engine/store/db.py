@@ -40,6 +40,10 @@ ENVIRONMENT_ERRORS = frozenset(
 )
 
 
+# A store of the right schema version that lacks a table or column was damaged by hand.
+MISSING_SCHEMA = ("no such table", "no such column")
+
+
 @contextlib.contextmanager
 def store_errors() -> Iterator[None]:
     """Turns SQLite errors caused by the machine into :class:`StoreError`; a SQLite error
@@ -50,6 +54,8 @@ def store_errors() -> Iterator[None]:
         name = getattr(error, "sqlite_errorname", None) or ""
         if "_".join(name.split("_")[:2]) in ENVIRONMENT_ERRORS:  # SQLITE_IOERR_WRITE too
             raise StoreError(f"the store: {error}") from error
+        if str(error).startswith(MISSING_SCHEMA):  # a table or column dropped by hand
+            raise StoreError(f"the store is damaged: {error}") from error
         raise
 
 

@@ -3,9 +3,10 @@
 Every report is built from the subledger postings the books hold (by effective day, so a
 correction counts in the month it was posted in, as in the GL), and ties to the GL:
 
-- ``revenue-by-customer``: customer x month x feature: gross at list price, allowances
-  (included, trial, granted credit) and net; summed over customers, each month's gross,
-  allowances and net equal the GL's ``Income:AI`` accounts.
+- ``revenue-by-customer``: customer x month x line: suggested replies and autopilot (gross at
+  list price, the included allowance, net), the trial allowance and the granted credit used;
+  summed over customers, each month's gross, allowances and net equal the GL's
+  ``Income:AI`` accounts.
 - ``wallet-rollforward``: per month: opening, bought, granted, consumed by AI, consumed by
   channels, expired, closing; closing equals the GL's wallets control account at month end,
   and each opening the previous closing.
@@ -34,7 +35,8 @@ from ledger_engine.store import queries
 from ledger_engine.store.queries import PostingRow
 
 AGING_BUCKETS = (("0-30", 30), ("31-60", 60), ("61-90", 90), ("90+", None))
-GRANTED_FEATURE = "granted_credit"  # the revenue-by-customer line of granted credit
+TRIAL_LINE = "trial_allowance"  # revenue-by-customer: the value of trial conversations
+GRANTED_LINE = "granted_credit"  # revenue-by-customer: granted credit used
 
 
 class UnknownReport(LedgerError):
@@ -66,54 +68,36 @@ def _kind(key: str) -> EntryKind | None:
 
 # --------------------------------------------------------------- revenue by customer
 
-_FEATURE_OF_REVENUE = {
-    accounts.REVENUE_SUGGESTED: "suggested_reply",
-    accounts.REVENUE_AUTOPILOT: "autopilot",
+# Where each Income:AI posting goes: (line, gross or allowance).  Included allowance is
+# only ever used by suggested replies.  A trial's contra entry is one posting for both
+# features (and a trial and a paid period starting on the same day share an entry), so
+# trial allowance and granted credit are lines of their own: every line is read straight
+# off the postings, and the lines of a month sum to the GL exactly.
+REVENUE_LINES = {
+    accounts.REVENUE_SUGGESTED: ("suggested_reply", "gross"),
+    accounts.REVENUE_AUTOPILOT: ("autopilot", "gross"),
+    accounts.ALLOWANCE_INCLUDED: ("suggested_reply", "allowance"),
+    accounts.ALLOWANCE_TRIAL: (TRIAL_LINE, "allowance"),
+    accounts.ALLOWANCE_GRANTED: (GRANTED_LINE, "allowance"),
 }
 
 
-def _revenue_lines(txn: list[PostingRow], trial: bool) -> dict[str, tuple[int, int]]:
-    """feature -> (gross, allowance) in cents of one usage or grant transaction."""
-    lines: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for posting in txn:
-        feature = _FEATURE_OF_REVENUE.get(posting.account)
-        if feature is not None:
-            lines[feature][0] -= posting.cents
-            if trial:  # every conversation of a trial period is free: its allowance is its gross
-                lines[feature][1] -= posting.cents
-        elif posting.account == accounts.ALLOWANCE_INCLUDED:
-            lines["suggested_reply"][1] += posting.cents  # only suggested replies use allowance
-        elif posting.account == accounts.ALLOWANCE_GRANTED:
-            lines[GRANTED_FEATURE][1] += posting.cents
-    return {feature: (gross, allowance) for feature, (gross, allowance) in lines.items()}
-
-
-def _by_transaction(postings: list[PostingRow]) -> dict[str, list[PostingRow]]:
-    grouped: dict[str, list[PostingRow]] = defaultdict(list)
-    for posting in postings:
-        grouped[posting.txn_id].append(posting)
-    return grouped
-
-
 def revenue_by_customer(db: sqlite_utils.Database, month: str | None) -> Table:
-    trial_periods = queries.trial_period_starts(db)
     totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for txn in _by_transaction(queries.subledger_postings(db)).values():
-        first = txn[0]
-        if month and _month(first.day) != month:
+    for posting in queries.subledger_postings(db):
+        line = REVENUE_LINES.get(posting.account)
+        if line is None or (month and _month(posting.day) != month):
             continue
-        kind = _kind(first.key)
-        trial = kind is EntryKind.USAGE and (
-            (first.customer, first.key.partition(".")[2]) in trial_periods
-        )
-        for feature, (gross, allowance) in _revenue_lines(txn, trial).items():
-            line = totals[(first.customer, _month(first.day), feature)]
-            line[0] += gross
-            line[1] += allowance
+        name, column = line
+        amounts = totals[(posting.customer, _month(posting.day), name)]
+        if column == "gross":
+            amounts[0] -= posting.cents  # income is a credit: revenue shows positive
+        else:
+            amounts[1] += posting.cents
     rows = [
-        (customer, line_month, feature, format_cents(gross), format_cents(allowance),
+        (customer, line_month, name, format_cents(gross), format_cents(allowance),
          format_cents(gross - allowance))
-        for (customer, line_month, feature), (gross, allowance) in sorted(
+        for (customer, line_month, name), (gross, allowance) in sorted(
             totals.items(), key=lambda item: (item[0][1], item[0][0], item[0][2])
         )
         if gross or allowance

@@ -89,7 +89,11 @@ def derive_customer(
 ) -> Derived:
     """Rates, replays and plans one customer (pure: no store, no files)."""
     rating = rate_customer(events, context.rules)
-    wallet = replay_wallet(customer, rating, context.rules, context.through)
+    # The derived state (lots, verdicts) must cover every day the books hold, also when this
+    # run posts through an earlier day than a run before it did; the replay is causal, so
+    # the entries up to `through` are the same either way.
+    replay_through = max(context.through, context.posted_before or context.through)
+    wallet = replay_wallet(customer, rating, context.rules, replay_through)
     new_entries, deferred_until = plan_customer(
         customer,
         accounts.customer_segment(customer),

@@ -238,3 +238,36 @@ def test_reports_still_tie_when_a_late_cancellation_empties_a_period(poster):
         ("acme", "2026-11", "suggested_reply", "0.30", "0.30", "0.00"),
         ("acme", "2026-12", "suggested_reply", "-0.30", "-0.30", "0.00"),
     ]
+
+
+def test_a_trial_and_a_paid_period_starting_the_same_day_tie_to_the_gl(poster):
+    """A trial and the paid plan that follows it on the same day share one usage entry."""
+    events = [
+        sub("c3", "2026-11-02T08:00:00Z", "trial", interval=None),
+        use("c3", "2026-11-02T09:00:00Z", "t1"),
+        sub("c3", "2026-11-02T11:00:00Z", "essentials", id="upgrade"),
+    ]
+    events += [use("c3", "2026-11-02T12:00:00Z", f"p{i}") for i in range(22)]
+    events += [use("c3", "2026-11-05T12:00:00Z", f"q{i}") for i in range(2)]
+    poster(events, "2026-11-30")
+    check_reports_tie_to_the_gl(poster.books)
+    # 25 conversations at 0.30: one trial, 20 included, 4 charged.
+    assert report(poster.books, "revenue-by-customer").rows == [
+        ("c3", "2026-11", "suggested_reply", "7.50", "6.00", "1.50"),
+        ("c3", "2026-11", "trial_allowance", "0.00", "0.30", "-0.30"),
+    ]
+
+
+def test_posting_through_an_earlier_day_keeps_the_derived_state_of_later_days(poster):
+    poster(
+        [
+            sub("ca", "2026-11-01T08:00:00Z", "pro"),
+            money_event("top_up", "ca", "2026-11-02T08:00:00Z", "10.00", id="t1"),
+            use("ca", "2026-11-20T08:00:00Z", "k1", "autopilot"),
+        ],
+        "2026-11-30",
+    )
+    poster([money_event("payment", "ca", "2026-11-05T08:00:00Z", "10.00", id="p1")], "2026-11-10")
+    assert reconcile(poster.books).ok  # the lot still shows the 0.30 spent on 20 Nov
+    (lot,) = report(poster.books, "expiring-credits").as_dicts()
+    assert lot["remainder"] == "9.70"

@@ -560,16 +560,6 @@ def subledger_postings(db: sqlite_utils.Database, through: str | None = None):
     return [PostingRow(*row) for row in rows]
 
 
-def trial_period_starts(db: sqlite_utils.Database) -> set[tuple[str, str]]:
-    """``(customer, period start)`` of every trial period: one that holds, or ever held, a
-    conversation rated as trial (every conversation of a trial period is)."""
-    rows = db.execute(
-        "SELECT customer, period_start FROM conversations WHERE status = 'trial' UNION "
-        "SELECT customer, period_start FROM conversation_history WHERE status = 'trial'"
-    )
-    return {tuple(row) for row in rows}
-
-
 def open_lots(db: sqlite_utils.Database) -> list[tuple[str, Lot]]:
     """Every lot with money left, by last valid day, customer and lot."""
     rows = db.execute(

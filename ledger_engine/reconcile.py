@@ -57,13 +57,22 @@ class Report(NamedTuple):
         }
 
 
+class RunLogEvidence(NamedTuple):
+    """What the hash-chained run log says, read once for every check that needs it."""
+
+    last_hash: dict[str, str]  # path -> the last SHA-256 a run recorded for it
+    seals: dict[str, str]  # month -> the seal its close run recorded
+    unreadable: list  # Differences: records whose files or counts are not JSON objects
+
+
 class Context(NamedTuple):
-    """What every check reads: the books, the store, a loader that loads each root once,
-    and the seal an auditor kept outside the books (if given)."""
+    """What every check reads: the books, the store, a loader of journals, the run log's
+    evidence, and the seal an auditor kept outside the books (if given)."""
 
     books_dir: Path
     db: sqlite_utils.Database
     load: Callable[[Path], tuple[list, list[Difference]]]
+    run_log: RunLogEvidence
     kept_seal: str | None = None
 
 
@@ -161,8 +170,8 @@ def check_run_chain(ctx: Context) -> list[Difference]:
                 )
             )
         previous = run["hash"]
-    last_hash, _, unreadable = _run_log_evidence(ctx.db)
-    differences += unreadable
+    last_hash = ctx.run_log.last_hash
+    differences += ctx.run_log.unreadable
     # The chain alone misses its last records being deleted (what is left is still a chain)
     # and a journal file edited together with its hash in the store: compare the two.
     recorded = queries.recorded_files(ctx.db)
@@ -345,7 +354,7 @@ def _closed_entries(ctx: Context) -> dict[str, str]:
     }
 
 
-def _run_log_evidence(db) -> tuple[dict[str, str], dict[str, str], list[Difference]]:
+def _run_log_evidence(db) -> RunLogEvidence:
     """From the hash-chained run log: the last hash written of every file, the seal each
     ``close`` run recorded, by month, and the records whose files or counts are not JSON
     objects (their evidence is left out)."""
@@ -361,7 +370,7 @@ def _run_log_evidence(db) -> tuple[dict[str, str], dict[str, str], list[Differen
         command = run["command"]
         if isinstance(command, str) and command.startswith("close ") and counts is not None:
             seals[command[6:]] = counts.get("seal_sha256", "")
-    return last_hash, seals, unreadable
+    return RunLogEvidence(last_hash, seals, unreadable)
 
 
 def _closed_month_records(ctx: Context) -> tuple[list, list[Difference]]:
@@ -425,7 +434,7 @@ def check_seals(ctx: Context) -> list[Difference]:
     """Every closed month's seal, recomputed from the files on disk and chained, equals the
     GL's ``closed`` entry, the store and the run log; and the kept seal, if given."""
     records, differences = _closed_month_records(ctx)
-    last_hash, run_seals, _ = _run_log_evidence(ctx.db)  # check_run_chain reports the rest
+    last_hash, run_seals = ctx.run_log.last_hash, ctx.run_log.seals
     gl_seals = _closed_entries(ctx)
     disk = journal_files_on_disk(ctx.books_dir)
     previous, recomputed = GENESIS_SEAL, []
@@ -481,7 +490,7 @@ def reconcile(books_dir: Path, kept_seal: str | None = None) -> Report:
         store_db.ensure_views(db)
         # The GL is loaded by two checks; keep one journal in memory, never all subledgers.
         load = functools.lru_cache(maxsize=1)(functools.partial(_load, books_dir=books_dir))
-        ctx = Context(books_dir, db, load, kept_seal)
+        ctx = Context(books_dir, db, load, _run_log_evidence(db), kept_seal)
         differences = [difference for check in CHECKS for difference in check(ctx)]
         counts = queries.counts(db)
         checked = {

@@ -29,7 +29,7 @@ import sqlite_utils
 from ledger_engine import commit
 from ledger_engine.core import accounts, dates
 from ledger_engine.core.errors import LedgerError
-from ledger_engine.core.model import EntryKind
+from ledger_engine.core.model import OTHER_MOVEMENT, movement_of_key
 from ledger_engine.core.money import format_cents
 from ledger_engine.store import queries
 from ledger_engine.store.queries import PostingRow
@@ -59,11 +59,6 @@ class Table(NamedTuple):
 
 def _month(day: str) -> str:
     return day[:7]
-
-
-def _kind(key: str) -> EntryKind | None:
-    of_key = EntryKind.of_key(key)
-    return of_key[0] if of_key else None
 
 
 # --------------------------------------------------------------- revenue by customer
@@ -125,8 +120,7 @@ def _wallet_movements(db) -> dict[str, dict[str, int]]:
     for posting in queries.subledger_postings(db):
         if not posting.account.startswith(accounts.CUSTOMER_WALLETS_ROOT + ":"):
             continue
-        kind = _kind(posting.key)
-        line = _ROLLFORWARD_LINE.get(kind.movement if kind else "", "other")
+        line = _ROLLFORWARD_LINE.get(movement_of_key(posting.key), OTHER_MOVEMENT)
         movements[_month(posting.day)][line] -= posting.cents
     return movements
 
@@ -148,7 +142,7 @@ def wallet_rollforward(db: sqlite_utils.Database, month: str | None) -> Table:
         closing = opening + sum(lines.values())
         added = (lines.get("bought", 0), lines.get("granted", 0))
         taken = [-lines.get(name, 0) for name in _ROLLFORWARD_COLUMNS[2:]]
-        if lines.get("other", 0):  # a store edited by hand: reconcile says where
+        if lines.get(OTHER_MOVEMENT, 0):  # a store edited by hand: reconcile says where
             raise ReportError(f"a wallet movement of no known kind in {each}; run reconcile")
         if month is None or each == month:
             amounts = (opening, *added, *taken, closing)

@@ -18,7 +18,7 @@ import sqlite_utils
 from ledger_engine import commit
 from ledger_engine.core import accounts
 from ledger_engine.core.errors import LedgerError
-from ledger_engine.core.model import EntryKind
+from ledger_engine.core.model import EntryKind, movement_of_key
 from ledger_engine.core.money import format_cents
 from ledger_engine.core.planner import gl_link
 from ledger_engine.core.wallet import short_hash
@@ -105,9 +105,8 @@ def entry_dict(db: sqlite_utils.Database, entry: TxnRow) -> dict:
 
 def gl_link_of(entry: TxnRow) -> str:
     """The GL summary that sums an entry: its run's summary of its effective day and kind."""
-    of_key = EntryKind.of_key(entry.key)
-    movement = of_key[0].movement if of_key else "other"
-    return gl_link(datetime.date.fromisoformat(entry.effective_day), movement, entry.run_id)
+    day = datetime.date.fromisoformat(entry.effective_day)
+    return gl_link(day, movement_of_key(entry.key), entry.run_id)
 
 
 def _conversation_links(db, customer: str, conversation: str) -> list[str]:

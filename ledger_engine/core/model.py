@@ -124,6 +124,13 @@ class EntryKind(enum.Enum):
 
 _RANK = {kind: index for index, kind in enumerate(EntryKind)}
 _BY_PREFIX = {kind.prefix: kind for kind in EntryKind}
+OTHER_MOVEMENT = "other"  # the movement of a key of no kind (the engine writes none)
+
+
+def movement_of_key(key: str) -> str:
+    """The kind of movement of a transaction key: the GL summary it belongs to."""
+    found = EntryKind.of_key(key)
+    return found[0].movement if found else OTHER_MOVEMENT
 
 
 # ------------------------------------------------------------------------- events (§2)

@@ -17,7 +17,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from ledger_engine.core import accounts
-from ledger_engine.core.model import Entry, EntryKind, GlSummary, NewEntry, PostedState
+from ledger_engine.core.model import (
+    OTHER_MOVEMENT,
+    Entry,
+    EntryKind,
+    GlSummary,
+    NewEntry,
+    PostedState,
+)
 
 REVERSAL_NARRATION = "Reversal"  # a key the books hold that is no longer wanted at all
 
@@ -106,7 +113,7 @@ def gl_link(day: datetime.date, movement: str, run_id: int) -> str:
 
 def movement_of(entry: NewEntry) -> str:
     """The kind of movement of an entry (a correction has the kind of what it corrects)."""
-    return entry.kind.movement if entry.kind is not None else "other"
+    return entry.kind.movement if entry.kind is not None else OTHER_MOVEMENT
 
 
 def plan_gl_summaries(entries: Iterable[NewEntry], run_id: int) -> list[GlSummary]:

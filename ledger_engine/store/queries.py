@@ -219,9 +219,13 @@ def event(db: sqlite_utils.Database, event_id: str) -> Event | None:
     ).fetchone()
     if row is None:
         return None
-    _, event_type, customer, at, day, fields = row
-    day = datetime.date.fromisoformat(day)
-    return Event._make((event_id, event_type, customer, at, day, *_padded(orjson.loads(fields))))
+    return _event_of(*row)
+
+
+def _event_of(event_id, event_type, customer, at, day: str, fields: str) -> Event:
+    """An ``events`` row's columns as an Event (the hot path, customer_events, inlines it)."""
+    typed = _padded(orjson.loads(fields))
+    return Event._make((event_id, event_type, customer, at, _date(day), *typed))
 
 
 def event_ids(db: sqlite_utils.Database) -> set[str]:
@@ -842,9 +846,8 @@ def raw_events_of_day(db, customer: str, day: str, event_type: str) -> list[tupl
     )
     result = []
     for row in rows:
-        raw, at, fields = RawEvent(*row[:-2]), row[-2], _padded(orjson.loads(row[-1]))
-        typed = Event._make((raw.id, raw.type, customer, at, _date(day), *fields))
-        result.append((raw, typed))
+        raw = RawEvent(*row[:-2])
+        result.append((raw, _event_of(raw.id, raw.type, customer, row[-2], day, row[-1])))
     return result
 
 

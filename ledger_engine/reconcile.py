@@ -110,14 +110,14 @@ def _file_difference(books_dir: Path, relative: str, recorded) -> Difference | N
     size = path.stat().st_size
     if size > recorded.length and sha256_file(path, recorded.length) == recorded.sha256:
         message = (
-            "bytes past the seal (post and close refuse until they are removed)"
+            "sealed file: bytes past the seal (post and close refuse until they are removed)"
             if recorded.sealed
             else "uncommitted tail left by an interrupted run (the next post moves it to "
             "recovered/)"
         )
         return Difference(
             "files",
-            f"{what}: {message}" if recorded.sealed else message,
+            message,
             relative,
             expected=str(recorded.length),
             found=str(size),

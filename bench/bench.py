@@ -1,4 +1,6 @@
-"""Performance benchmark of ledger-engine: one synthetic night, and a simulated year of books.
+"""Performance benchmark of ledger-engine: one synthetic night, and a simulated year of books;
+or the steady state of many nights (``--nights``) and one customer's long history
+(``--long-history``).
 
 Usage (from the repository root, with the project's virtualenv: the script imports
 ``ledger_engine``)::
@@ -6,14 +8,20 @@ Usage (from the repository root, with the project's virtualenv: the script impor
     python bench/bench.py                       # full size: 10,000 customers, 1,000,000 events
     python bench/bench.py --small               # CI smoke test: 50 customers, 5,000 events (<1 min)
     python bench/bench.py --customers 10000 --events 200000 --out /tmp/bench
+    python bench/bench.py --nights 14           # steady state: 1,000 customers, 30,000 a night
+    python bench/bench.py --small --nights 3    # its smoke test: 50 customers, 5,000 a night
+    python bench/bench.py --long-history 200000 # 1 customer's year of 200,000 events, a night
 
-Options: ``--customers N`` (10000), ``--events M`` (1000000), ``--out DIR`` scratch directory
-(``bench/out``; wiped books are re-created in it), ``--year-days D`` (365) nights in the
-simulated year, ``--night YYYY-MM-DD`` (2026-11-03) the posted night, ``--seed S`` (20261103),
-``--small`` (= ``--customers 50 --events 5000``), ``--engine`` / ``--bean-check`` commands
-(default: the ones next to this Python, else on PATH).
+Options: ``--customers N`` (10000; 1000 with ``--nights``), ``--events M`` (1000000; 30000 a
+night with ``--nights``), ``--out DIR`` scratch directory (``bench/out``; wiped books are
+re-created in it), ``--year-days D`` (365) nights in the simulated year, ``--night YYYY-MM-DD``
+(2026-11-03) the posted night (the first one with ``--nights``, the one after the year with
+``--long-history``), ``--seed S`` (20261103), ``--small`` (= ``--customers 50 --events 5000``),
+``--engine`` / ``--bean-check`` commands (default: the ones next to this Python, else on PATH),
+``--nights N`` (N >= 2) and ``--late-fraction F`` (0.01), ``--long-history E``.  ``--nights``
+and ``--long-history`` replace the default run below (given together, both run, in one table).
 
-What it does, in one run, printing ONE table at the end:
+What the default run does, printing ONE table at the end (the other modes print one too):
 
 1. Generates ``OUT/night.jsonl``: one ``subscription`` per customer, dated on an earlier day
    (1 to 60 days before the night), then M events of the night, times spread over the day in
@@ -42,17 +50,43 @@ What it does, in one run, printing ONE table at the end:
    ledger.beancount and on that customer.beancount, with the pickle load cache disabled
    (``BEANCOUNT_DISABLE_LOAD_CACHE=1``).
 
+Steady state (``--nights N``), in ``OUT/steady``:
+
+1. Generates ``OUT/night-1.jsonl`` .. ``night-N.jsonl``, night K dated the night + K - 1 days,
+   with the generator above and the same customers: their subscriptions in night 1's file,
+   then M events a night of the same mix (AI usage, channel usage, a few top-ups and
+   payments).  Event ids are unique across the nights.  From night 2 on, a share F of a
+   night's events are late: dated 1 to 5 days before the night (never before night 1, so
+   after every subscription) but in that night's file; most conversations are new each night,
+   but 20 % of those still open at the end of a night go on in the next one.  Fixed seed.
+2. ``ledger-engine init`` once, then ``post BOOKS night-K.jsonl --through NIGHT_K --json`` for
+   each night in order: wall time and peak RSS of each post.
+3. ``ledger-engine reconcile BOOKS`` after the last night: clean when it exits 0.
+4. The table: each night's wall time and peak RSS; the last night's wall time over night 2's
+   (the cost of a night must not grow with the history: <= 1.3); the store (``state.sqlite``
+   and its ``-wal``, if any) in bytes per accepted event of all nights (<= 400 B); the largest
+   peak RSS (<= 1 GiB); whether reconcile was clean (not clean is a failed step).
+
+Long history (``--long-history E``), in ``OUT/history``: one pro customer's year, E events
+spread over the 365 days before the night in 12 files of consecutive days
+(``OUT/history-NN.jsonl``), posted one file at a time through its last day (information: total
+and last post's wall time, largest peak RSS); then ``OUT/history-night.jsonl``, 10 new events
+of that customer on the night, posted (wall time, peak RSS), and a no-op post of an empty file
+on the same books (wall time: what any run costs); the difference is the customer's own work.
+Information only, no targets.
+
 Targets (from the performance issue): post <= 5x floor, no-op post <= 0.5x floor, peak RSS
 <= 1 GiB, GL year bean-check <= 2 s, one customer's year <= 0.5 s.  Each row shows PASS/MISS.
 
 Exit status: 0 when every step completed, whatever the timings (no timing assertions, so CI
-can run ``--small`` as a smoke test); 1 when a step failed: a command exited non-zero, the
-no-op post wrote transactions, or bean-check reported errors.
+can run ``--small`` as a smoke test); 1 when a step failed: a command exited non-zero (reconcile
+included), a no-op post wrote transactions, or bean-check reported errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime
 import functools
 import itertools
@@ -64,6 +98,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
@@ -74,6 +109,7 @@ from ledger_engine.core.model import CHANNELS, PLANS, EntryKind, GlSummary, NewE
 from ledger_engine.core.money import format_cents
 from ledger_engine.core.planner import plan_gl_summaries
 from ledger_engine.core.wallet import short_hash
+from ledger_engine.store.db import STORE_NAME
 
 DEFAULT_NIGHT = "2026-11-03"
 DEFAULT_SEED = 20261103
@@ -91,6 +127,12 @@ P_NEW_CONVERSATION = 0.30  # chance an AI event starts a conversation (else cont
 P_AUTOPILOT_CONVERSATION = 0.25
 P_AUTOPILOT_ESSENTIALS = 0.001  # essentials has no autopilot: rare, rejected by the engine
 P_AUTOPILOT_IN_REPLY = 0.01  # an autopilot event inside a suggested-reply conversation
+# Steady state (--nights) and long history (--long-history).
+P_CARRY_CONVERSATION = 0.2  # share of a night's open conversations that go on the next night
+LATE_DAYS = 5  # a late event is dated 1..5 days before the night whose file holds it
+HISTORY_DAYS = 365  # the long-history customer's year, before the night
+HISTORY_FILES = 12  # posted one file (about a month of days) at a time
+HISTORY_NEW_EVENTS = 10  # that customer's events of the night posted after its year
 
 
 # --------------------------------------------------------------------------- measuring
@@ -214,6 +256,14 @@ class NightWriter:
         self.open: list[list[list]] = [[] for _ in customers]  # [conversation, left, kind]
         self.counters = [0] * len(customers)
 
+    def next_night(self, night: datetime.date, carry: float) -> None:
+        """Moves on to ``night``: each open conversation goes on with probability ``carry``
+        (its next events are in the new night), the others have ended."""
+        self.night = night
+        self.compact = f"{night:%Y%m%d}"
+        for open_ in self.open:
+            open_[:] = [entry for entry in open_ if self.rng.random() < carry]
+
     def conversation(self, index: int) -> list:
         rng, open_ = self.rng, self.open[index]
         if not open_ or rng.random() < P_NEW_CONVERSATION:
@@ -308,6 +358,118 @@ def parse_floor(path: Path) -> tuple[float, int]:
             loads(line)
             count += 1
     return time.perf_counter() - start, count
+
+
+# --------------------------------------------------------------------------- steady state
+
+
+class NightFile(NamedTuple):
+    path: Path
+    night: datetime.date  # the --through of its post
+    events: int
+    late: int  # events dated before the night
+
+
+def event_lines(
+    writer: NightWriter,
+    picks: list[int],
+    seconds: list[int],
+    first_number: int,
+    days: list[datetime.date | None],
+) -> Iterator[str]:
+    """The lines of events number ``first_number``, ... (ids unique across files): customer
+    ``picks[i]`` at ``seconds[i]`` of ``days[i]``, or of the writer's night when that is None."""
+    night = writer.night
+    for offset, (index, second, day) in enumerate(zip(picks, seconds, days, strict=True)):
+        yield writer.line(first_number + offset, index, f"{day or night}T{clock(second)}Z")
+
+
+def write_events(path: Path, head: str, lines: Iterator[str]) -> None:
+    """Writes ``head`` (subscriptions) then the event ``lines`` to ``path``."""
+    with path.open("w", encoding="utf-8", newline="\n") as stream:
+        stream.write(head)
+        stream.writelines(lines)
+
+
+def late_days(
+    rng: random.Random, count: int, night: datetime.date, fraction: float, most: int
+) -> list[datetime.date | None]:
+    """For each of ``count`` events: None (dated on the night) or, with probability
+    ``fraction``, a day 1 to ``most`` days before the night (a late event)."""
+    if most < 1 or fraction <= 0:
+        return [None] * count
+    return [
+        night - datetime.timedelta(days=rng.randint(1, most)) if rng.random() < fraction else None
+        for _ in range(count)
+    ]
+
+
+def generate_nights(
+    out: Path, customers: int, events: int, nights: list[datetime.date], late: float, seed: int
+) -> list[NightFile]:
+    """Writes ``OUT/night-K.jsonl`` for K = 1.. of the consecutive ``nights``: the customers of
+    ``generate_night`` (same seed), their subscriptions in night 1's file, then ``events`` events
+    a night of the same mix.  From night 2 on, a share ``late`` of a night's events is dated 1 to
+    LATE_DAYS days earlier (never before night 1, so never before a subscription), and a share
+    P_CARRY_CONVERSATION of the conversations still open goes on in the next night."""
+    rng = random.Random(seed)
+    people = make_customers(rng, customers)
+    cumulative = list(itertools.accumulate(c.weight for c in people))
+    writer = NightWriter(rng, people, nights[0])
+    files = []
+    for number, night in enumerate(nights, start=1):
+        if number > 1:
+            writer.next_night(night, P_CARRY_CONVERSATION)
+        head = "".join(subscription_line(rng, c, night) for c in people) if number == 1 else ""
+        picks = rng.choices(range(customers), cum_weights=cumulative, k=events)
+        seconds = sorted(rng.randrange(86400) for _ in range(events))
+        days = late_days(rng, events, night, late, min(LATE_DAYS, number - 1))
+        path = out / f"night-{number}.jsonl"
+        write_events(path, head, event_lines(writer, picks, seconds, (number - 1) * events, days))
+        late_count = sum(day is not None for day in days)
+        files.append(NightFile(path, night, events, late_count))
+    return files
+
+
+def store_size(books: Path) -> int:
+    """Bytes of the books' SQLite store: the database file and its write-ahead log, if any."""
+    store = books / STORE_NAME
+    return sum(path.stat().st_size for path in (store, Path(f"{store}-wal")) if path.exists())
+
+
+# --------------------------------------------------------------------------- long history
+
+
+def generate_history(out: Path, events: int, night: datetime.date, seed: int) -> list[NightFile]:
+    """Writes one busy pro customer's year before ``night``: its subscription, then ``events``
+    events spread over the HISTORY_DAYS days before the night, in HISTORY_FILES files of
+    consecutive days (``OUT/history-NN.jsonl``, each to be posted through its last day); then
+    ``OUT/history-night.jsonl``: HISTORY_NEW_EVENTS new events of the customer on ``night``."""
+    rng = random.Random(seed + 3)
+    customer = Customer(customer_id(0), "pro", "monthly", 1.0)
+    start = night - datetime.timedelta(days=HISTORY_DAYS)
+    writer = NightWriter(rng, [customer], start)
+    instants = sorted(rng.randrange(HISTORY_DAYS * 86400) for _ in range(events))
+    files = []
+    for part in range(HISTORY_FILES):
+        first_day, end_day = (HISTORY_DAYS * p // HISTORY_FILES for p in (part, part + 1))
+        low, high = (bisect.bisect_left(instants, day * 86400) for day in (first_day, end_day))
+        chunk = instants[low:high]
+        writer.next_night(start + datetime.timedelta(days=first_day), 1.0)
+        days = [start + datetime.timedelta(days=s // 86400) for s in chunk]
+        lines = event_lines(writer, [0] * len(chunk), [s % 86400 for s in chunk], low, days)
+        head = subscription_line(rng, customer, start) if part == 0 else ""
+        path = out / f"history-{part + 1:02d}.jsonl"
+        write_events(path, head, lines)
+        last_day = start + datetime.timedelta(days=end_day - 1)
+        files.append(NightFile(path, last_day, len(chunk), 0))
+    writer.next_night(night, 1.0)
+    seconds = sorted(rng.randrange(86400) for _ in range(HISTORY_NEW_EVENTS))
+    path = out / "history-night.jsonl"
+    zeros = [0] * HISTORY_NEW_EVENTS
+    write_events(path, "", event_lines(writer, zeros, seconds, events, [None] * len(zeros)))
+    files.append(NightFile(path, night, HISTORY_NEW_EVENTS, 0))
+    return files
 
 
 # --------------------------------------------------------------------------- the year
@@ -562,15 +724,27 @@ class Bench:
         label = f"JSON parse floor: json.loads x {lines:,} lines (in-process)"
         self.rows.append(Row(label, f"{self.floor:.2f} s", "1.00x"))
 
-    def post(self, books: Path, path: Path, label: str, target: float, night=None) -> dict | None:
+    def post_child(
+        self, books: Path, path: Path, label: str, night: datetime.date
+    ) -> tuple[Measure, dict | None]:
+        """Runs ``post BOOKS PATH --through NIGHT --json``: its measure and, when it succeeded,
+        the counts it printed (printed too)."""
         self.step(f"{label}: ledger-engine post")
         command = [self.engine, "post", str(books), str(path)]
-        command += ["--through", (night or self.night).isoformat(), "--json"]
+        command += ["--through", night.isoformat(), "--json"]
         result = run_child(command, scratch=self.out)
         ok = self.failures.check(
             result.returncode == 0,
             f"{label} exited {result.returncode}: {result.stderr.strip()[-500:]}",
         )
+        if not ok:
+            return result, None
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        print(f"  {json.dumps(summary, sort_keys=True)}", flush=True)
+        return result, summary
+
+    def post(self, books: Path, path: Path, label: str, target: float, night=None) -> dict | None:
+        result, summary = self.post_child(books, path, label, night or self.night)
         ratio = result.seconds / self.floor if self.floor else float("inf")
         self.rows.append(
             Row(
@@ -590,10 +764,6 @@ class Bench:
                 verdict(result.max_rss <= GIB),
             )
         )
-        if not ok:
-            return None
-        summary = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"  {json.dumps(summary, sort_keys=True)}", flush=True)
         return summary
 
     def bean_check_file(self, path: Path, label: str, limit: float | None) -> None:
@@ -659,18 +829,166 @@ class Bench:
         label = f"bean-check 1 customer, {days} nights ({customer_txns:,} txns)"
         self.bean_check_file(root, label, 0.5)
 
+    def timed(self, label: str, generate, *args) -> list[NightFile]:
+        """Runs the generator ``generate(*args)``; a row with its time and the files' size."""
+        self.step(f"generating {label}")
+        start = time.perf_counter()
+        files = generate(*args)
+        seconds = time.perf_counter() - start
+        size = sum(file.path.stat().st_size for file in files)
+        self.rows.append(Row(f"generate {label}", f"{seconds:.2f} s", f"{mib(size)} of files"))
+        return files
+
+    def steady_runs(self) -> None:
+        """--nights N: N consecutive nights of the same customers posted on the same books, one
+        post a night; then the steady-state ratio, the store size, reconcile."""
+        args = self.args
+        nights = [self.night + ONE_DAY * offset for offset in range(args.nights)]
+        label = (
+            f"{args.nights} nights x {args.events:,} events, {args.customers:,} customers, "
+            f"{args.late_fraction:.1%} late"
+        )
+        generate = functools.partial(generate_nights, self.out, args.customers, args.events)
+        files = self.timed(label, generate, nights, args.late_fraction, args.seed)
+        books = self.fresh_books("steady")
+        if books is None:
+            return
+        posts: list[tuple[Measure, dict]] = []
+        for number, file in enumerate(files, start=1):
+            result, summary = self.post_child(books, file.path, f"night {number}", file.night)
+            if summary is None:
+                return
+            posts.append((result, summary))
+            self.night_row(number, file, result, summary)
+        self.steady_rows(books, posts)
+        self.reconcile(books, f"reconcile after night {len(files)}")
+
+    def night_row(self, number: int, file: NightFile, result: Measure, summary: dict) -> None:
+        label = (
+            f"post night {number} ({file.night}): {summary['accepted']:,} accepted "
+            f"({file.late:,} late), {summary['transactions_written']:,} txns"
+        )
+        self.rows.append(Row(label, f"{result.seconds:.2f} s", f"{mib(result.max_rss)} peak RSS"))
+
+    def steady_rows(self, books: Path, posts: list[tuple[Measure, dict]]) -> None:
+        """The targets of the steady state: last night's wall against night 2's, the store's
+        bytes per accepted event, the largest peak RSS."""
+        second, last = posts[1][0].seconds, posts[-1][0].seconds
+        ratio = last / second if second else float("inf")
+        label = f"wall: night {len(posts)} / night 2"
+        value = f"{last:.2f} s / {second:.2f} s"
+        self.rows.append(Row(label, value, f"{ratio:.2f}x", "<= 1.3x", verdict(ratio <= 1.3)))
+        size = store_size(books)
+        accepted = sum(summary["accepted"] for _, summary in posts)
+        per_event = size / accepted if accepted else float("inf")
+        self.rows.append(
+            Row(
+                f"store size per accepted event ({STORE_NAME}[-wal])",
+                f"{per_event:,.0f} B",
+                f"{mib(size)} / {accepted:,}",
+                "<= 400 B",
+                verdict(per_event <= 400),
+            )
+        )
+        peak, night = max((result.max_rss, n) for n, (result, _) in enumerate(posts, start=1))
+        self.rows.append(
+            Row(
+                f"max peak RSS of the {len(posts)} posts (night {night})",
+                mib(peak),
+                "",
+                "<= 1,024 MiB",
+                verdict(peak <= GIB),
+            )
+        )
+
+    def reconcile(self, books: Path, label: str) -> None:
+        """``ledger-engine reconcile BOOKS``: clean when it exits 0 (else a failed step)."""
+        self.step(f"{label}: ledger-engine reconcile")
+        result = run_child([self.engine, "reconcile", str(books)], scratch=self.out)
+        clean = result.returncode == 0
+        output = (result.stdout + result.stderr).strip()
+        self.failures.check(clean, f"{label} exited {result.returncode}: {output[-1000:]}")
+        value = f"clean: {'yes' if clean else 'no'}"
+        self.rows.append(Row(label, value, f"{result.seconds:.2f} s", "clean", verdict(clean)))
+
+    def long_history_runs(self) -> None:
+        """--long-history E: one customer's year of E events posted file by file, then 10 new
+        events of that customer, and a no-op post (an empty file) on the same books."""
+        events = self.args.long_history
+        label = f"1 customer's year: {events:,} events in {HISTORY_FILES} files + the night"
+        files = self.timed(label, generate_history, self.out, events, self.night, self.args.seed)
+        books = self.fresh_books("history")
+        if books is None:
+            return
+        *year, new = files
+        measures = []
+        for number, file in enumerate(year, start=1):
+            result, summary = self.post_child(books, file.path, f"history {number}", file.night)
+            if summary is None:
+                return
+            measures.append(result)
+        total = sum(result.seconds for result in measures)
+        peak = max(result.max_rss for result in measures)
+        label = f"post the year: {len(year)} posts, total (last {measures[-1].seconds:.2f} s)"
+        self.rows.append(Row(label, f"{total:.2f} s", f"{mib(peak)} max peak RSS"))
+        self.history_night(books, new)
+
+    def history_night(self, books: Path, new: NightFile) -> None:
+        """The night's post of the long-history customer against a no-op post (an empty file)
+        on the same books: the difference is that customer's own work."""
+        label = f"post {new.events} new events of that customer ({new.night})"
+        result, summary = self.post_child(books, new.path, label, new.night)
+        if summary is None:
+            return
+        self.rows.append(Row(label, f"{result.seconds:.2f} s", f"{mib(result.max_rss)} peak RSS"))
+        empty = self.out / "empty.jsonl"
+        empty.write_bytes(b"")
+        label = "no-op post (empty file), same books"
+        noop, summary = self.post_child(books, empty, label, new.night)
+        if summary is None:
+            return
+        written = summary["transactions_written"]
+        self.failures.check(written == 0, f"the empty post wrote {written} transactions")
+        self.rows.append(Row(label, f"{noop.seconds:.2f} s", f"{mib(noop.max_rss)} peak RSS"))
+        own = result.seconds - noop.seconds
+        label = "the customer's own work (difference)"
+        self.rows.append(Row(label, f"{own:.2f} s", f"{own / result.seconds:.0%} of its post"))
+
+    def description(self) -> str:
+        """The line above the table: what was run, on what sizes."""
+        args = self.args
+        if not (args.nights or args.long_history):
+            return (
+                f"night {self.night}, {args.customers:,} customers, {args.events:,} "
+                f"events, seed {args.seed}; bean-check without the pickle cache"
+            )
+        parts = []
+        if args.nights:
+            parts.append(
+                f"steady state: {args.nights} nights from {self.night}, {args.customers:,} "
+                f"customers, {args.events:,} events a night, {args.late_fraction:.1%} late"
+            )
+        if args.long_history:
+            parts.append(
+                f"long history: 1 customer, {args.long_history:,} events over {HISTORY_DAYS} "
+                f"days in {HISTORY_FILES} posts, then {HISTORY_NEW_EVENTS} events on {self.night}"
+            )
+        return "; ".join(parts) + f"; seed {args.seed}"
+
     def run(self) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
         print(machine(), flush=True)
         print(f"engine: {self.engine}; bean-check: {self.bean_check}; out: {self.out}")
-        self.night_runs()
-        self.year_runs()
+        if self.args.nights:
+            self.steady_runs()
+        if self.args.long_history:
+            self.long_history_runs()
+        if not (self.args.nights or self.args.long_history):
+            self.night_runs()
+            self.year_runs()
         print()
         print(machine())
-        print(
-            f"night {self.night}, {self.args.customers:,} customers, {self.args.events:,} "
-            f"events, seed {self.args.seed}; bean-check without the pickle cache"
-        )
+        print(self.description())
         print_table(self.rows)
         if self.failures.messages:
             print(f"\n{len(self.failures.messages)} step(s) FAILED:")
@@ -684,8 +1002,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark ledger-engine post and bean-check (see the module docstring)."
     )
-    parser.add_argument("--customers", type=int, default=10_000)
-    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, help="10,000 (1,000 with --nights)")
+    parser.add_argument("--events", type=int, help="1,000,000 (30,000 a night with --nights)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     parser.add_argument("--year-days", type=int, default=365)
     parser.add_argument("--night", default=DEFAULT_NIGHT, help="the night posted (YYYY-MM-DD)")
@@ -695,11 +1013,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--engine", help="the ledger-engine command")
     parser.add_argument("--bean-check", help="the bean-check command")
+    parser.add_argument(
+        "--nights", type=int, help="steady state: post N >= 2 consecutive nights (one each)"
+    )
+    parser.add_argument(
+        "--late-fraction",
+        type=float,
+        default=0.01,
+        help="with --nights: share of a night's events dated 1-5 days earlier (0.01)",
+    )
+    parser.add_argument(
+        "--long-history", type=int, metavar="E", help="one customer's year of E events"
+    )
     args = parser.parse_args(argv)
+    new_modes = args.nights is not None or args.long_history is not None
     if args.small:
         args.customers, args.events = 50, 5_000
+    if args.customers is None:
+        args.customers = 1_000 if new_modes else 10_000
+    if args.events is None:
+        args.events = 30_000 if new_modes else 1_000_000
     if args.customers < 1 or args.events < 0 or args.year_days < 1:
         parser.error("--customers and --year-days must be >= 1, --events >= 0")
+    if args.nights is not None and args.nights < 2:
+        parser.error("--nights must be >= 2")
+    if not 0 <= args.late_fraction <= 1:
+        parser.error("--late-fraction must be between 0 and 1")
+    if args.long_history is not None and args.long_history < 1:
+        parser.error("--long-history must be >= 1")
     return args
 
 

@@ -157,13 +157,23 @@ def _progress(enabled: bool):
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the counts.")
 @click.option("--strict", is_flag=True, help="Exit 3 when any event was rejected.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Derive every customer from its first event, not from its last checkpoint "
+    "(the reference derivation; a repair). The books come out the same.",
+)
 @wait_option
-def post(books_dir: Path, files, through, as_json: bool, strict: bool, wait_seconds: float):
+def post(
+    books_dir: Path, files, through, as_json: bool, strict: bool, full: bool, wait_seconds: float
+):
     """Ingest event FILES (- for stdin) and post every day up to --through."""
     progress, display = _progress(not as_json and sys.stdout.isatty())
     try:
         with expected_errors():
-            result = post_command.post(books_dir, files, through, progress, wait_seconds)
+            result = post_command.post(
+                books_dir, files, through, progress, wait_seconds, full
+            )
     finally:
         if display is not None:
             display.close()

@@ -6,6 +6,7 @@ the caller's open transaction, so an interrupted run leaves no event half-ingest
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import sys
 from collections import Counter
@@ -19,7 +20,7 @@ import sqlite_utils
 from ledger_engine.books.files import sha256_file
 from ledger_engine.core import events
 from ledger_engine.core.errors import InputFileError
-from ledger_engine.core.model import ID_CONFLICT, Line, Rejection
+from ledger_engine.core.model import ID_CONFLICT, RATED_FEATURES, Line, Rejection
 from ledger_engine.store import queries
 from ledger_engine.store.queries import INSERT_BATCH_SIZE
 
@@ -31,7 +32,8 @@ class IngestResult(NamedTuple):
     new_events: int
     duplicates: int
     schema_rejected: Counter
-    customers: frozenset[str]
+    customers: dict[str, datetime.date]  # customer -> the earliest day of its new events
+    conversations: dict[str, set[str]]  # customer -> the rated conversations of new events
     inputs: tuple[dict, ...]  # {"file", "sha256", "lines"} per input
 
 
@@ -58,7 +60,15 @@ class _Ingester:
         self.new_events = 0
         self.duplicates = 0
         self.rejected: Counter = Counter()
-        self.customers: set[str] = set()
+        self.customers: dict[str, datetime.date] = {}
+        self.conversations: dict[str, set[str]] = {}
+
+    def _touch(self, event) -> None:
+        earliest = self.customers.get(event.customer)
+        if earliest is None or event.day < earliest:
+            self.customers[event.customer] = event.day
+        if event.type == "ai_usage" and event.feature in RATED_FEATURES:
+            self.conversations.setdefault(event.customer, set()).add(event.conversation)
 
     def flush(self, batch: list[Line]) -> None:
         valid = [line for line in batch if line.event is not None]
@@ -81,7 +91,7 @@ class _Ingester:
             else:
                 known[line.event.id] = line.content_sha
                 rows.append(queries.event_row(line, self.run_id))
-                self.customers.add(line.event.customer)
+                self._touch(line.event)
         if rows:
             queries.insert_events(self.db, rows)
             self.new_events += len(rows)
@@ -171,6 +181,7 @@ def ingest_files(
         new_events=ingester.new_events,
         duplicates=ingester.duplicates,
         schema_rejected=ingester.rejected,
-        customers=frozenset(ingester.customers),
+        customers=ingester.customers,
+        conversations=ingester.conversations,
         inputs=tuple(inputs),
     )

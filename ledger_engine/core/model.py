@@ -230,14 +230,31 @@ class Period(NamedTuple):
     included: int
 
 
+class RatingState(NamedTuple):
+    """What rating carries across the start of ``day``: all it needs of the events before it.
+
+    Rating resumed from it with the events from ``day`` on (and the ids of the conversations
+    first seen before it) gives what rating from the first event gives for those events.
+    """
+
+    day: datetime.date
+    current: Terms | None  # the terms in force at the start of the day
+    trial_units: int  # trial units used before the day
+    trial_holders: tuple[str, ...]  # trial conversations holding a unit (at most the cap)
+    periods: tuple[tuple[datetime.date, Period], ...]  # (anchor, period) still open on the day
+    used: tuple[tuple[datetime.date, datetime.date, int], ...]  # (anchor, start, included)
+
+
 class Rating(NamedTuple):
-    """Everything rating derives from one customer's events."""
+    """Everything rating derives from one customer's events (from a state's day on, when
+    resumed: then ``terms`` starts with the terms in force that day)."""
 
     verdicts: dict[str, str]  # event id -> rating reason code
     terms: tuple[Terms, ...]
     conversations: tuple[Conversation, ...]
     periods: tuple[Period, ...]
     wallet_events: tuple[Event, ...]  # accepted money and channel events (not usage)
+    states: tuple[RatingState, ...] = ()  # at the days asked for
 
 
 # ------------------------------------------------------------------------- wallet (§5)
@@ -265,10 +282,27 @@ class Entry(NamedTuple):
     meta: tuple[tuple[str, object], ...]
 
 
+class WalletState(NamedTuple):
+    """What the wallet carries across the start of ``day``."""
+
+    day: datetime.date
+    lots: tuple[Lot, ...]  # the lots with a remainder, in the order they were credited
+    receivable: int  # the open receivable (cents)
+
+
 class WalletResult(NamedTuple):
     entries: tuple[Entry, ...]
-    lots: tuple[Lot, ...]
+    lots: tuple[Lot, ...]  # every lot (when resumed: the state's lots and later ones)
     verdicts: dict[str, str]  # event id -> reason: write-offs over the open receivable
+    states: tuple[WalletState, ...] = ()  # at the days asked for
+
+
+class Checkpoint(NamedTuple):
+    """One customer's derived state at the start of ``day``: a derivation can resume there."""
+
+    day: datetime.date
+    rating: RatingState
+    wallet: WalletState
 
 
 # ------------------------------------------------------------------------ planner (§6)

@@ -8,8 +8,9 @@ the clock.
 
 from __future__ import annotations
 
+import bisect
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ledger_engine.core import dates
 from ledger_engine.core.model import (
@@ -23,6 +24,7 @@ from ledger_engine.core.model import (
     Event,
     Period,
     Rating,
+    RatingState,
     Terms,
 )
 from ledger_engine.core.money import decimal_to_cents
@@ -85,13 +87,12 @@ def _verdict(event: Event, terms: Terms | None, rules: Rules) -> str | None:
     return None
 
 
-def _walk(events: list[Event], rules: Rules):
+def _walk(events: list[Event], rules: Rules, current: Terms | None):
     """Applies subscriptions in time order; returns verdicts, terms and accepted events."""
     verdicts: dict[str, str] = {}
-    timeline: list[Terms] = []
+    timeline: list[Terms] = [current] if current is not None else []
     usage: list[tuple[Event, Terms]] = []
     wallet_events: list[Event] = []
-    current: Terms | None = None
     for event in events:
         if event.type == "subscription":
             current = _new_terms(event, current, rules)
@@ -110,12 +111,39 @@ def _walk(events: list[Event], rules: Rules):
     return verdicts, timeline, usage, wallet_events
 
 
-def _apply_trial_cap(usage: list[tuple[Event, Terms]], cap: int, verdicts: dict[str, str]):
+class _Marks:
+    """The days at whose start a pass keeps a copy of its state (in order)."""
+
+    def __init__(self, days: Sequence[datetime.date]):
+        self.days = sorted(days)
+        self.next = 0
+
+    def due(self, day: datetime.date) -> list[datetime.date]:
+        """The marks up to ``day`` not yet passed (a state is taken before the day)."""
+        start = self.next
+        while self.next < len(self.days) and self.days[self.next] <= day:
+            self.next += 1
+        return self.days[start : self.next]
+
+    def rest(self) -> list[datetime.date]:
+        start, self.next = self.next, len(self.days)
+        return self.days[start:]
+
+
+def _apply_trial_cap(
+    usage: list[tuple[Event, Terms]],
+    cap: int,
+    verdicts: dict[str, str],
+    units: int,
+    holders: set[str],
+    marks: _Marks,
+):
     """Drops trial events that would need unit ``cap + 1`` or later (SPEC §4, Trial)."""
-    units = 0
-    holders: set[str] = set()
+    states: dict[datetime.date, tuple[int, tuple[str, ...]]] = {}
     kept = []
     for event, terms in usage:
+        for day in marks.due(event.day):
+            states[day] = (units, tuple(sorted(holders)))
         if terms.plan == "trial":
             needs_unit = event.feature == "playground" or event.conversation not in holders
             if needs_unit:
@@ -126,7 +154,9 @@ def _apply_trial_cap(usage: list[tuple[Event, Terms]], cap: int, verdicts: dict[
                 if event.conversation is not None:
                     holders.add(event.conversation)
         kept.append((event, terms))
-    return kept
+    for day in marks.rest():
+        states[day] = (units, tuple(sorted(holders)))
+    return kept, states
 
 
 def _price(terms: Terms, day: datetime.date, rules: Rules) -> tuple[int, str]:
@@ -145,21 +175,41 @@ def _allowance(terms: Terms, period_start: datetime.date, rules: Rules) -> int:
     return rules.version_on(period_start).plans[terms.plan].included(terms.interval)
 
 
-def _conversations(usage: list[tuple[Event, Terms]], rules: Rules) -> tuple[tuple, tuple]:
+PeriodKey = tuple[datetime.date, datetime.date]  # (anchor, start)
+
+
+def _open_on(day, periods: dict[PeriodKey, Period], used: dict[PeriodKey, int]):
+    """The periods (and their allowance use) that conversations from ``day`` on can join."""
+    keys = [key for key, period in periods.items() if period.end is None or period.end > day]
+    return (
+        tuple((key[0], periods[key]) for key in keys),
+        tuple((*key, used[key]) for key in keys if used.get(key)),
+    )
+
+
+def _conversations(
+    usage: list[tuple[Event, Terms]],
+    rules: Rules,
+    seen: frozenset[str],
+    periods: dict[PeriodKey, Period],
+    used: dict[PeriodKey, int],
+    marks: _Marks,
+):
     first: dict[str, tuple[Event, Terms]] = {}
     counts: dict[str, int] = {}
     autopilot: set[str] = set()
     for event, terms in usage:
-        if event.feature not in RATED_FEATURES:
+        if event.feature not in RATED_FEATURES or event.conversation in seen:
             continue
         first.setdefault(event.conversation, (event, terms))
         counts[event.conversation] = counts.get(event.conversation, 0) + 1
         if event.feature == "autopilot":
             autopilot.add(event.conversation)
-    used: dict[tuple, int] = {}
-    periods: dict[tuple, Period] = {}
+    states = {}
     rated = []
     for conversation, (event, terms) in first.items():  # in order of first event
+        for day in marks.due(event.day):
+            states[day] = _open_on(day, periods, used)
         if terms.plan == "trial":
             start, end = terms.anchor, None
         else:
@@ -193,27 +243,65 @@ def _conversations(usage: list[tuple[Event, Terms]], rules: Rules) -> tuple[tupl
                 events=counts[conversation],
             )
         )
-    return tuple(rated), tuple(periods.values())
+    for day in marks.rest():
+        states[day] = _open_on(day, periods, used)
+    return tuple(rated), tuple(periods.values()), states
 
 
-def rate_customer(events: Iterable[Event], rules: Rules) -> Rating:
-    """Rates all schema-valid events of one customer.
+def _terms_before(timeline: list[Terms], day: datetime.date) -> Terms | None:
+    index = bisect.bisect_left([terms.day for terms in timeline], day) - 1
+    return timeline[index] if index >= 0 else None
+
+
+def rate_customer(
+    events: Iterable[Event],
+    rules: Rules,
+    start: RatingState | None = None,
+    seen: Iterable[str] = (),
+    marks: Sequence[datetime.date] = (),
+) -> Rating:
+    """Rates the schema-valid events of one customer: all of them, or those from the day
+    of a state kept by an earlier rating on.
 
     Args:
-        events: every schema-valid event of the customer, in any order.
+        events: every schema-valid event of the customer (from ``start.day`` on, when
+            resumed), in any order.
         rules: the plan catalogue.
+        start: the state to resume from (None: rate from the first event).
+        seen: when resumed, the conversations first seen before ``start.day`` (their later
+            events count toward nothing new).
+        marks: days (after ``start.day``) at whose start to keep the state.
 
     Returns:
-        The verdicts, terms timeline, rated conversations and accepted wallet events.
+        The verdicts, terms timeline, rated conversations and accepted wallet events, and
+        the states at ``marks``.
     """
     ordered = sorted(events, key=event_order)
-    verdicts, timeline, usage, wallet_events = _walk(ordered, rules)
-    usage = _apply_trial_cap(usage, rules.trial_unit_cap, verdicts)
-    conversations, periods = _conversations(usage, rules)
+    verdicts, timeline, usage, wallet_events = _walk(
+        ordered, rules, start.current if start else None
+    )
+    usage, trial_states = _apply_trial_cap(
+        usage,
+        rules.trial_unit_cap,
+        verdicts,
+        start.trial_units if start else 0,
+        set(start.trial_holders) if start else set(),
+        _Marks(marks),
+    )
+    periods = {(anchor, period.start): period for anchor, period in start.periods} if start else {}
+    used = {(anchor, begin): count for anchor, begin, count in start.used} if start else {}
+    conversations, all_periods, period_states = _conversations(
+        usage, rules, frozenset(seen), periods, used, _Marks(marks)
+    )
+    states = tuple(
+        RatingState(day, _terms_before(timeline, day), *trial_states[day], *period_states[day])
+        for day in sorted(marks)
+    )
     return Rating(
         verdicts=verdicts,
         terms=tuple(timeline),
         conversations=conversations,
-        periods=periods,
+        periods=all_periods,
         wallet_events=tuple(wallet_events),
+        states=states,
     )

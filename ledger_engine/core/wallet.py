@@ -33,6 +33,7 @@ from ledger_engine.core.model import (
     Rating,
     Terms,
     WalletResult,
+    WalletState,
 )
 from ledger_engine.core.money import format_cents
 from ledger_engine.rules import Rules
@@ -120,6 +121,10 @@ class LotBook:
 
     def lots(self) -> tuple[Lot, ...]:
         return tuple(self._lots.values())
+
+    def open_lots(self) -> tuple[Lot, ...]:
+        """The lots with a remainder, in the order they were credited."""
+        return tuple(self._lots[lot_id] for lot_id in self._open)
 
     def kind_of(self, lot_id: str) -> str:
         return self._lots[lot_id].kind
@@ -457,31 +462,56 @@ def commitment_days(terms: tuple[Terms, ...], through: datetime.date) -> list[da
 
 
 def replay_wallet(
-    customer: str, rating: Rating, rules: Rules, through: datetime.date
+    customer: str,
+    rating: Rating,
+    rules: Rules,
+    through: datetime.date,
+    start: WalletState | None = None,
+    marks: Iterable[datetime.date] = (),
 ) -> WalletResult:
-    """Replays one customer's wallet up to and including ``through``.
+    """Replays one customer's wallet up to and including ``through``: from its first day,
+    or from the day of a state kept by an earlier replay.
 
     Args:
         customer: the customer id.
-        rating: the customer's rating (:func:`ledger_engine.core.rating.rate_customer`).
+        rating: the customer's rating (:func:`ledger_engine.core.rating.rate_customer`),
+            resumed from the same day as ``start`` when that is given.
         rules: the catalogue and wallet policy.
         through: the last day to post.
+        start: the state to resume from (None: from the first day).
+        marks: days (after ``start.day``, at most the day after ``through``) at whose start
+            to keep the state.
 
     Returns:
-        The entries the books should hold and the lots with their remainders.
+        The entries the books should hold from the first (or ``start``'s) day on, the lots
+        with their remainders, and the states at ``marks``.
     """
     replay = _replay_of(customer, rating, rules, through)
     book = LotBook()
+    first_day = start.day if start else datetime.date.min
+    for lot in start.lots if start else ():
+        book.add(lot)
     # A sorted list is a heap; days of expiry join it as lots are credited.
-    queue = sorted({*replay.usage, *replay.events, *commitment_days(rating.terms, through)})
+    queue = sorted(
+        {
+            *replay.usage,
+            *replay.events,
+            *commitment_days(rating.terms, through),
+            *(lot.last_valid + ONE_DAY for lot in book.open_lots()),
+        }
+    )
+    pending = sorted(marks, reverse=True)
+    states: list[WalletState] = []
     seen: set[datetime.date] = set()
     entries: list[Entry] = []
     verdicts: dict[str, str] = {}
-    receivable = 0
+    receivable = start.receivable if start else 0
     while queue:
         day = heapq.heappop(queue)
-        if day in seen or day > through:
+        if day in seen or day > through or day < first_day:
             continue
+        while pending and pending[-1] <= day:
+            states.append(WalletState(pending.pop(), book.open_lots(), receivable))
         seen.add(day)
         known = len(book)
         day_entries = post_day(replay, book, day, receivable, verdicts)
@@ -489,7 +519,8 @@ def replay_wallet(
         entries += day_entries
         for lot in book.credited_since(known):  # due again on the day after it expires
             heapq.heappush(queue, lot.last_valid + ONE_DAY)
-    return WalletResult(tuple(entries), book.lots(), verdicts)
+    states += [WalletState(day, book.open_lots(), receivable) for day in reversed(pending)]
+    return WalletResult(tuple(entries), book.lots(), verdicts, tuple(states))
 
 
 def next_due_day(

@@ -18,10 +18,12 @@ from ledger_engine.store import views
 from ledger_engine.store.queries import get_meta, set_meta
 
 STORE_NAME = "state.sqlite"
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 # Older schemas this engine upgrades in place.  2 -> 3 only adds conversation_history
-# (empty: classifications before the upgrade were not kept; trace says so).
-UPGRADABLE = ("2",)
+# (empty: classifications before the upgrade were not kept; trace says so); 3 -> 4 adds the
+# checkpoints (empty: the next run of each customer derives from its first event) and
+# indexes events by (customer, day) instead of customer.
+UPGRADABLE = ("2", "3")
 SCHEMA_SQL = Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
 # SQLite errors that come from the machine, not from the engine's SQL: a full disk, an I/O
 # error, a damaged or foreign file, no permission.  These are expected failures.
@@ -106,7 +108,7 @@ def open_store(books_dir: Path) -> sqlite_utils.Database:
 
 def _upgrade(db: sqlite_utils.Database) -> None:
     """Adds what later schemas add (every statement of schema.sql is IF NOT EXISTS)."""
-    db.conn.executescript("BEGIN;\n" + SCHEMA_SQL)
+    db.conn.executescript("BEGIN;\n" + SCHEMA_SQL + "DROP INDEX IF EXISTS events_customer;\n")
     views.create_views(db)
     set_meta(db, "schema_version", SCHEMA_VERSION)
     db.conn.commit()

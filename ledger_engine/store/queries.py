@@ -204,6 +204,20 @@ def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str
     return result
 
 
+def customer_events_since(
+    db: sqlite_utils.Database, customer: str, day: datetime.date
+) -> list[Event]:
+    """The schema-valid events of one customer from ``day`` on."""
+    return [
+        _event_of(*row)
+        for row in db.conn.execute(
+            "SELECT id, type, customer, at, day, fields FROM events "
+            "WHERE customer = ? AND day >= ?",
+            [customer, day.isoformat()],
+        )
+    ]
+
+
 def event(db: sqlite_utils.Database, event_id: str) -> Event | None:
     """One stored (schema-valid) event.
 
@@ -263,6 +277,24 @@ def _date(text: str | None) -> datetime.date | None:
     return datetime.date.fromisoformat(text) if text else None
 
 
+def _delete_derived_since(db: sqlite_utils.Database, customer: str, since: datetime.date):
+    """Deletes what a derivation resumed at ``since`` derives again: verdicts on events
+    from that day, conversations first seen from it, periods still open on it, lots
+    credited from it (the lots holding money on it are stored again, replaced)."""
+    day = since.isoformat()
+    db.execute(
+        "DELETE FROM verdicts WHERE event_id IN "
+        "(SELECT id FROM events WHERE customer = ? AND day >= ?)",
+        [customer, day],
+    )
+    db.execute("DELETE FROM conversations WHERE customer = ? AND day >= ?", [customer, day])
+    db.execute(
+        "DELETE FROM periods WHERE customer = ? AND (period_end IS NULL OR period_end > ?)",
+        [customer, day],
+    )
+    db.execute("DELETE FROM lots WHERE customer = ? AND day >= ?", [customer, day])
+
+
 def save_derived_state(
     db: sqlite_utils.Database,
     customer: str,
@@ -270,12 +302,20 @@ def save_derived_state(
     wallet: WalletResult,
     next_due: datetime.date | None,
     run_id: int,
+    since: datetime.date | None = None,
 ) -> None:
     """Replaces the customer's derived state (verdicts, periods, conversations, lots) and
-    records in ``conversation_history`` every conversation whose classification changed."""
-    _record_classification_changes(db, customer, rating, run_id)
-    for table in ("verdicts", "conversations", "lots", "periods"):
-        db.execute(f"DELETE FROM {table} WHERE customer = ?", [customer])
+    records in ``conversation_history`` every conversation whose classification changed.
+
+    ``since``: the day a resumed derivation started at (it replaces only what it derived);
+    None for a derivation from the first event (it replaces everything).
+    """
+    _record_classification_changes(db, customer, rating, run_id, since)
+    if since is None:
+        for table in ("verdicts", "conversations", "lots", "periods"):
+            db.execute(f"DELETE FROM {table} WHERE customer = ?", [customer])
+    else:
+        _delete_derived_since(db, customer, since)
     insert_dicts(db, "periods", (
         {"customer": customer, "period_start": p.start.isoformat(), "period_end": _iso(p.end),
          "plan": p.plan, "interval": p.interval, "included": p.included}
@@ -295,7 +335,7 @@ def save_derived_state(
          "day": lot.day.isoformat(), "last_valid": lot.last_valid.isoformat(),
          "amount": lot.amount, "remainder": lot.remainder}
         for lot in wallet.lots
-    ))  # fmt: skip
+    ), "OR REPLACE")  # fmt: skip
     db.execute(
         "INSERT INTO customers (customer, segment, next_due) VALUES (?, ?, ?) "
         "ON CONFLICT (customer) DO UPDATE SET next_due = excluded.next_due",
@@ -307,12 +347,15 @@ _CLASSIFICATION = "day, period_start, kind, status, price, rules_version"
 GONE = "gone"  # the status of a conversation no longer rated (its events were rejected)
 
 
-def _record_classification_changes(db, customer: str, rating: Rating, run_id: int) -> None:
+def _record_classification_changes(
+    db, customer: str, rating: Rating, run_id: int, since: datetime.date | None
+) -> None:
     old = {
         row[0]: tuple(row[1:])
         for row in db.execute(
-            f"SELECT conversation, {_CLASSIFICATION} FROM conversations WHERE customer = ?",
-            [customer],
+            f"SELECT conversation, {_CLASSIFICATION} FROM conversations "
+            "WHERE customer = ? AND day >= ?",
+            [customer, _iso(since) or ""],
         )
     }
     rows = []
@@ -385,15 +428,33 @@ def lots(db: sqlite_utils.Database, customer: str) -> list[Lot]:
     ]
 
 
-def due_customers(db: sqlite_utils.Database, through: datetime.date) -> set[str]:
-    """Customers whose books change by ``through`` without new events."""
+def due_customers(db: sqlite_utils.Database, through: datetime.date) -> dict[str, datetime.date]:
+    """Customers whose books change by ``through`` without new events, with the day."""
     return {
-        row[0]
-        for row in db.execute(
-            "SELECT customer FROM customers WHERE next_due IS NOT NULL AND next_due <= ?",
+        customer: datetime.date.fromisoformat(day)
+        for customer, day in db.execute(
+            "SELECT customer, next_due FROM customers WHERE next_due IS NOT NULL "
+            "AND next_due <= ?",
             [through.isoformat()],
         )
     }
+
+
+def first_days_of_conversations(
+    db: sqlite_utils.Database, customer: str, conversations: Iterable[str]
+) -> dict[str, datetime.date]:
+    """The day each of ``conversations`` of a customer was first seen (those rated)."""
+    ids = list(conversations)
+    found: dict[str, datetime.date] = {}
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        for conversation, day in db.execute(
+            f"SELECT conversation, day FROM conversations WHERE customer = ? "
+            f"AND conversation IN ({_marks(chunk)})",
+            [customer, *chunk],
+        ):
+            found[conversation] = datetime.date.fromisoformat(day)
+    return found
 
 
 def customers(db: sqlite_utils.Database) -> list[tuple[str, str]]:
@@ -431,6 +492,30 @@ def posted_state(
         posted = PostedState(amounts.get((customer, day, key), {}), seq, txn_id)
         result[customer][(datetime.date.fromisoformat(day), key)] = posted
     return result
+
+
+def posted_state_since(
+    db: sqlite_utils.Database, customer: str, since: datetime.date
+) -> dict[tuple[datetime.date, str], PostedState]:
+    """What the books hold for one customer per ``(original day, key)``, days from ``since``."""
+    day = since.isoformat()
+    amounts: dict = defaultdict(dict)
+    for orig_day, key, account, cents in db.execute(
+        "SELECT orig_day, key, account, sum(amount) FROM postings "
+        "WHERE customer = ? AND orig_day >= ? GROUP BY orig_day, key, account",
+        [customer, day],
+    ):
+        amounts[(orig_day, key)][account] = cents
+    return {
+        (datetime.date.fromisoformat(orig_day), key): PostedState(
+            amounts.get((orig_day, key), {}), seq, txn_id
+        )
+        for orig_day, key, seq, txn_id in db.execute(
+            "SELECT orig_day, key, max(seq), txn_id FROM transactions "
+            "WHERE customer = ? AND orig_day >= ? GROUP BY orig_day, key",
+            [customer, day],
+        )
+    }
 
 
 class Placed(NamedTuple):

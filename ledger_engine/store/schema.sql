@@ -1,4 +1,4 @@
--- The store's tables (schema version 3).  Amounts are integer cents; days are ISO dates
+-- The store's tables (schema version 4).  Amounts are integer cents; days are ISO dates
 -- in the books' timezone; `at` is a sortable UTC key.  The views are in views.py.
 -- Run as one script inside the transaction that creates the store (db.create_store).
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -7,7 +7,8 @@ CREATE TABLE IF NOT EXISTS events (
     day TEXT NOT NULL, fields TEXT NOT NULL, content_sha TEXT NOT NULL, raw TEXT NOT NULL,
     file TEXT NOT NULL, line INTEGER NOT NULL, run_id INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_customer ON events (customer);
+-- A customer's events from a day on (a derivation resumed from a checkpoint reads those).
+CREATE INDEX IF NOT EXISTS events_customer_day ON events (customer, day);
 CREATE TABLE IF NOT EXISTS input_files (
     sha256 TEXT PRIMARY KEY, lines INTEGER NOT NULL, valid INTEGER NOT NULL,
     rejected TEXT NOT NULL, first_name TEXT NOT NULL
@@ -76,3 +77,8 @@ CREATE TABLE IF NOT EXISTS conversation_history (
     price INTEGER NOT NULL, rules_version TEXT NOT NULL,
     PRIMARY KEY (customer, conversation, run_id)
 );
+-- Schema 4: each customer's derived state at the start of a day (store/checkpoints.py).
+CREATE TABLE IF NOT EXISTS checkpoints (
+    customer TEXT NOT NULL, day TEXT NOT NULL, basis TEXT NOT NULL, state BLOB NOT NULL,
+    PRIMARY KEY (customer, day)
+) WITHOUT ROWID;

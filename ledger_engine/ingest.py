@@ -33,7 +33,8 @@ class IngestResult(NamedTuple):
     duplicates: int
     schema_rejected: Counter
     customers: dict[str, datetime.date]  # customer -> the earliest day of its new events
-    conversations: dict[str, set[str]]  # customer -> the rated conversations of new events
+    # customer -> rated conversation of new events -> (their earliest `at`, any autopilot)
+    conversations: dict[str, dict[str, tuple[str, bool]]]
     inputs: tuple[dict, ...]  # {"file", "sha256", "lines"} per input
 
 
@@ -61,14 +62,19 @@ class _Ingester:
         self.duplicates = 0
         self.rejected: Counter = Counter()
         self.customers: dict[str, datetime.date] = {}
-        self.conversations: dict[str, set[str]] = {}
+        self.conversations: dict[str, dict[str, tuple[str, bool]]] = {}
 
     def _touch(self, event) -> None:
         earliest = self.customers.get(event.customer)
         if earliest is None or event.day < earliest:
             self.customers[event.customer] = event.day
         if event.type == "ai_usage" and event.feature in RATED_FEATURES:
-            self.conversations.setdefault(event.customer, set()).add(event.conversation)
+            seen = self.conversations.setdefault(event.customer, {})
+            at, autopilot = seen.get(event.conversation, (event.at, False))
+            seen[event.conversation] = (
+                min(at, event.at),
+                autopilot or event.feature == "autopilot",
+            )
 
     def flush(self, batch: list[Line]) -> None:
         valid = [line for line in batch if line.event is not None]

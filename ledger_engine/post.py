@@ -161,19 +161,30 @@ class Touched(NamedTuple):
     """What a run's new events touch of one customer."""
 
     earliest: datetime.date  # the earliest day of its new events, or the day it falls due
-    conversations: frozenset[str]  # the rated conversations its new events continue
+    # rated conversation of its new events -> (their earliest `at`, whether one is autopilot)
+    conversations: dict[str, tuple[str, bool]]
+
+
+def _reaches_back(new: tuple[str, bool], seen: queries.SeenConversation) -> bool:
+    """Whether new events of a conversation rated before change how it is rated: one comes
+    before its first event, or autopilot touches a suggested-reply conversation."""
+    first_at, autopilot = new
+    return first_at < seen.first_at or (autopilot and seen.kind != "autopilot")
 
 
 def _start_of(db, customer: str, touched: Touched, context: RunContext) -> Checkpoint | None:
     """The checkpoint a customer's derivation resumes from: the last one at or before the
-    earliest day its new events touch (a conversation they continue reaches back to the
-    day it was first seen), and at most the day after ``through``."""
+    earliest day its new events touch (a conversation they rate differently reaches back to
+    the day it was first seen), and at most the day after ``through``."""
     latest = min(touched.earliest, context.through + ONE_DAY)
     start = checkpoint_store.latest(db, customer, context.basis, latest)
     if start is None or not touched.conversations:
         return start
-    first_days = queries.first_days_of_conversations(db, customer, touched.conversations)
-    earliest = min(first_days.values(), default=latest)
+    seen = queries.seen_conversations(db, customer, touched.conversations)
+    earliest = min(
+        (s.day for c, s in seen.items() if _reaches_back(touched.conversations[c], s)),
+        default=latest,
+    )
     if earliest < start.day:
         start = checkpoint_store.latest(db, customer, context.basis, earliest)
     return start
@@ -182,8 +193,8 @@ def _start_of(db, customer: str, touched: Touched, context: RunContext) -> Check
 def _seen_before(db, customer: str, events: list[Event], day: datetime.date) -> frozenset[str]:
     """The conversations of ``events`` first seen before ``day``."""
     ids = {e.conversation for e in events if e.type == "ai_usage" and e.feature in RATED_FEATURES}
-    first_days = queries.first_days_of_conversations(db, customer, ids)
-    return frozenset(c for c, first in first_days.items() if first < day)
+    seen = queries.seen_conversations(db, customer, ids)
+    return frozenset(c for c, s in seen.items() if s.day < day)
 
 
 def _inputs_of_chunk(db, chunk: list[str], touched: dict[str, Touched], context: RunContext):
@@ -202,6 +213,23 @@ def _inputs_of_chunk(db, chunk: list[str], touched: dict[str, Touched], context:
             posted[customer] = queries.posted_state_since(db, customer, start.day)
             seen[customer] = _seen_before(db, customer, events[customer], start.day)
     return starts, events, posted, seen
+
+
+def _count_changes(db, customer, events, seen, start: Checkpoint, run_id: int, derived):
+    """How the event counts of conversations rated before the checkpoint change: their
+    accepted events from its day on, now less before (the earlier rating counted them)."""
+    new, rejected = queries.window_state(db, customer, start.day, run_id)
+    deltas = dict(derived.rating.continued)
+    for event in events:
+        if (
+            event.conversation in seen
+            and event.type == "ai_usage"
+            and event.feature in RATED_FEATURES
+            and event.id not in new
+            and event.id not in rejected
+        ):
+            deltas[event.conversation] = deltas.get(event.conversation, 0) - 1
+    return deltas
 
 
 def _derive_customers(
@@ -225,10 +253,16 @@ def _derive_customers(
                 seen.get(customer, frozenset()),
             )  # fmt: skip
             since = start.day if start else None
+            if seen.get(customer):
+                deltas = _count_changes(
+                    db, customer, events[customer], seen[customer], start, context.run_id, derived
+                )
             queries.save_derived_state(
                 db, customer, derived.rating, derived.wallet, derived.next_due,
                 context.run_id, since,
             )  # fmt: skip
+            if seen.get(customer):
+                queries.add_conversation_events(db, customer, deltas)
             checkpoint_store.replace_after(
                 db, customer, context.basis, since,
                 derived.checkpoints if context.keep else (), context.through,
@@ -243,13 +277,13 @@ def _derive_customers(
 def _touched(ingested: IngestResult, due: dict[str, datetime.date]) -> dict[str, Touched]:
     """Every customer the run derives: those with new events and those falling due."""
     touched = {
-        customer: Touched(day, frozenset(ingested.conversations.get(customer, ())))
+        customer: Touched(day, ingested.conversations.get(customer, {}))
         for customer, day in ingested.customers.items()
     }
     for customer, day in due.items():
         old = touched.get(customer)
         touched[customer] = Touched(
-            min(day, old.earliest) if old else day, old.conversations if old else frozenset()
+            min(day, old.earliest) if old else day, old.conversations if old else {}
         )
     return touched
 

@@ -255,6 +255,9 @@ class Rating(NamedTuple):
     periods: tuple[Period, ...]
     wallet_events: tuple[Event, ...]  # accepted money and channel events (not usage)
     states: tuple[RatingState, ...] = ()  # at the days asked for
+    # When resumed: conversations first seen before the state's day -> their accepted
+    # events from that day on (their classification is the earlier rating's).
+    continued: dict[str, int] = {}
 
 
 # ------------------------------------------------------------------------- wallet (§5)

@@ -187,6 +187,26 @@ def _open_on(day, periods: dict[PeriodKey, Period], used: dict[PeriodKey, int]):
     )
 
 
+def _tally(usage: list[tuple[Event, Terms]], seen: frozenset[str]):
+    """Each conversation's first event, event count and whether autopilot touched it; the
+    events of conversations ``seen`` before are only counted."""
+    first: dict[str, tuple[Event, Terms]] = {}
+    counts: dict[str, int] = {}
+    continued: dict[str, int] = {}
+    autopilot: set[str] = set()
+    for event, terms in usage:
+        if event.feature not in RATED_FEATURES:
+            continue
+        if event.conversation in seen:
+            continued[event.conversation] = continued.get(event.conversation, 0) + 1
+            continue
+        first.setdefault(event.conversation, (event, terms))
+        counts[event.conversation] = counts.get(event.conversation, 0) + 1
+        if event.feature == "autopilot":
+            autopilot.add(event.conversation)
+    return first, counts, continued, autopilot
+
+
 def _conversations(
     usage: list[tuple[Event, Terms]],
     rules: Rules,
@@ -195,16 +215,7 @@ def _conversations(
     used: dict[PeriodKey, int],
     marks: _Marks,
 ):
-    first: dict[str, tuple[Event, Terms]] = {}
-    counts: dict[str, int] = {}
-    autopilot: set[str] = set()
-    for event, terms in usage:
-        if event.feature not in RATED_FEATURES or event.conversation in seen:
-            continue
-        first.setdefault(event.conversation, (event, terms))
-        counts[event.conversation] = counts.get(event.conversation, 0) + 1
-        if event.feature == "autopilot":
-            autopilot.add(event.conversation)
+    first, counts, continued, autopilot = _tally(usage, seen)
     states = {}
     rated = []
     for conversation, (event, terms) in first.items():  # in order of first event
@@ -245,7 +256,7 @@ def _conversations(
         )
     for day in marks.rest():
         states[day] = _open_on(day, periods, used)
-    return tuple(rated), tuple(periods.values()), states
+    return tuple(rated), tuple(periods.values()), states, continued
 
 
 def _terms_before(timeline: list[Terms], day: datetime.date) -> Terms | None:
@@ -290,7 +301,7 @@ def rate_customer(
     )
     periods = {(anchor, period.start): period for anchor, period in start.periods} if start else {}
     used = {(anchor, begin): count for anchor, begin, count in start.used} if start else {}
-    conversations, all_periods, period_states = _conversations(
+    conversations, all_periods, period_states, continued = _conversations(
         usage, rules, frozenset(seen), periods, used, _Marks(marks)
     )
     states = tuple(
@@ -304,4 +315,5 @@ def rate_customer(
         periods=all_periods,
         wallet_events=tuple(wallet_events),
         states=states,
+        continued=continued,
     )

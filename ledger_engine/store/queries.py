@@ -277,16 +277,29 @@ def _date(text: str | None) -> datetime.date | None:
     return datetime.date.fromisoformat(text) if text else None
 
 
+_VERDICTS_SINCE = "event_id IN (SELECT id FROM events WHERE customer = ? AND day >= ?)"
+
+
+def _verdict_runs(db, customer: str, since: datetime.date | None) -> dict[tuple, int]:
+    """The run that first gave each current verdict a derivation replaces."""
+    if since is None:
+        rows = db.execute(
+            "SELECT event_id, reason, run_id FROM verdicts WHERE customer = ?", [customer]
+        )
+    else:
+        rows = db.execute(
+            f"SELECT event_id, reason, run_id FROM verdicts WHERE {_VERDICTS_SINCE}",
+            [customer, since.isoformat()],
+        )
+    return {(event_id, reason): run_id for event_id, reason, run_id in rows}
+
+
 def _delete_derived_since(db: sqlite_utils.Database, customer: str, since: datetime.date):
     """Deletes what a derivation resumed at ``since`` derives again: verdicts on events
     from that day, conversations first seen from it, periods still open on it, lots
     credited from it (the lots holding money on it are stored again, replaced)."""
     day = since.isoformat()
-    db.execute(
-        "DELETE FROM verdicts WHERE event_id IN "
-        "(SELECT id FROM events WHERE customer = ? AND day >= ?)",
-        [customer, day],
-    )
+    db.execute(f"DELETE FROM verdicts WHERE {_VERDICTS_SINCE}", [customer, day])
     db.execute("DELETE FROM conversations WHERE customer = ? AND day >= ?", [customer, day])
     db.execute(
         "DELETE FROM periods WHERE customer = ? AND (period_end IS NULL OR period_end > ?)",
@@ -311,6 +324,7 @@ def save_derived_state(
     None for a derivation from the first event (it replaces everything).
     """
     _record_classification_changes(db, customer, rating, run_id, since)
+    verdict_runs = _verdict_runs(db, customer, since)
     if since is None:
         for table in ("verdicts", "conversations", "lots", "periods"):
             db.execute(f"DELETE FROM {table} WHERE customer = ?", [customer])
@@ -322,7 +336,8 @@ def save_derived_state(
         for p in rating.periods
     ))  # fmt: skip
     insert_dicts(db, "verdicts", (
-        {"event_id": event_id, "customer": customer, "reason": reason, "run_id": run_id}
+        {"event_id": event_id, "customer": customer, "reason": reason,
+         "run_id": verdict_runs.get((event_id, reason), run_id)}
         for event_id, reason in {**rating.verdicts, **wallet.verdicts}.items()
     ))  # fmt: skip
     insert_dicts(db, "conversations", (
@@ -433,28 +448,63 @@ def due_customers(db: sqlite_utils.Database, through: datetime.date) -> dict[str
     return {
         customer: datetime.date.fromisoformat(day)
         for customer, day in db.execute(
-            "SELECT customer, next_due FROM customers WHERE next_due IS NOT NULL "
-            "AND next_due <= ?",
+            "SELECT customer, next_due FROM customers WHERE next_due IS NOT NULL AND next_due <= ?",
             [through.isoformat()],
         )
     }
 
 
-def first_days_of_conversations(
+class SeenConversation(NamedTuple):
+    day: datetime.date  # the day of its first event
+    first_at: str
+    kind: str
+
+
+def seen_conversations(
     db: sqlite_utils.Database, customer: str, conversations: Iterable[str]
-) -> dict[str, datetime.date]:
-    """The day each of ``conversations`` of a customer was first seen (those rated)."""
+) -> dict[str, SeenConversation]:
+    """How the last rating saw each of ``conversations`` of a customer (those it rated)."""
     ids = list(conversations)
-    found: dict[str, datetime.date] = {}
+    found: dict[str, SeenConversation] = {}
     for start in range(0, len(ids), LOOKUP_CHUNK):
         chunk = ids[start : start + LOOKUP_CHUNK]
-        for conversation, day in db.execute(
-            f"SELECT conversation, day FROM conversations WHERE customer = ? "
+        for conversation, day, first_at, kind in db.execute(
+            f"SELECT conversation, day, first_at, kind FROM conversations WHERE customer = ? "
             f"AND conversation IN ({_marks(chunk)})",
             [customer, *chunk],
         ):
-            found[conversation] = datetime.date.fromisoformat(day)
+            found[conversation] = SeenConversation(_date(day), first_at, kind)
     return found
+
+
+def window_state(
+    db: sqlite_utils.Database, customer: str, since: datetime.date, run_id: int
+) -> tuple[set[str], set[str]]:
+    """Of a customer's events from ``since`` on: the ids this run ingested, and the ids
+    the last rating rejected."""
+    day = since.isoformat()
+    new = {
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM events WHERE customer = ? AND day >= ? AND run_id = ?",
+            [customer, day, run_id],
+        )
+    }
+    rejected = {
+        row[0]
+        for row in db.execute(
+            f"SELECT event_id FROM verdicts WHERE {_VERDICTS_SINCE}", [customer, day]
+        )
+    }
+    return new, rejected
+
+
+def add_conversation_events(db: sqlite_utils.Database, customer: str, deltas: dict[str, int]):
+    """Adds to the event counts of conversations a resumed rating did not rate again."""
+    db.conn.executemany(
+        "UPDATE conversations SET events = events + ? WHERE customer = ? AND conversation = ?",
+        [(delta, customer, conversation) for conversation, delta in deltas.items() if delta],
+    )
 
 
 def customers(db: sqlite_utils.Database) -> list[tuple[str, str]]:
@@ -656,8 +706,7 @@ def open_lots(db: sqlite_utils.Database) -> list[tuple[str, Lot]]:
         "WHERE remainder > 0 ORDER BY last_valid, customer, lot_id"
     )
     return [
-        (row[0], Lot(row[1], row[2], _date(row[3]), _date(row[4]), row[5], row[6]))
-        for row in rows
+        (row[0], Lot(row[1], row[2], _date(row[3]), _date(row[4]), row[5], row[6])) for row in rows
     ]
 
 

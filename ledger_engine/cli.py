@@ -171,9 +171,7 @@ def post(
     progress, display = _progress(not as_json and sys.stdout.isatty())
     try:
         with expected_errors():
-            result = post_command.post(
-                books_dir, files, through, progress, wait_seconds, full
-            )
+            result = post_command.post(books_dir, files, through, progress, wait_seconds, full)
     finally:
         if display is not None:
             display.close()

@@ -20,7 +20,7 @@ import sqlite_utils
 from ledger_engine.books.files import sha256_file
 from ledger_engine.core import events
 from ledger_engine.core.errors import InputFileError
-from ledger_engine.core.model import ID_CONFLICT, RATED_FEATURES, Line, Rejection
+from ledger_engine.core.model import ID_CONFLICT, Line, Rejection
 from ledger_engine.store import queries
 from ledger_engine.store.queries import INSERT_BATCH_SIZE
 
@@ -33,8 +33,6 @@ class IngestResult(NamedTuple):
     duplicates: int
     schema_rejected: Counter
     customers: dict[str, datetime.date]  # customer -> the earliest day of its new events
-    # customer -> rated conversation of new events -> (their earliest `at`, any autopilot)
-    conversations: dict[str, dict[str, tuple[str, bool]]]
     inputs: tuple[dict, ...]  # {"file", "sha256", "lines"} per input
 
 
@@ -62,19 +60,11 @@ class _Ingester:
         self.duplicates = 0
         self.rejected: Counter = Counter()
         self.customers: dict[str, datetime.date] = {}
-        self.conversations: dict[str, dict[str, tuple[str, bool]]] = {}
 
     def _touch(self, event) -> None:
         earliest = self.customers.get(event.customer)
         if earliest is None or event.day < earliest:
             self.customers[event.customer] = event.day
-        if event.type == "ai_usage" and event.feature in RATED_FEATURES:
-            seen = self.conversations.setdefault(event.customer, {})
-            at, autopilot = seen.get(event.conversation, (event.at, False))
-            seen[event.conversation] = (
-                min(at, event.at),
-                autopilot or event.feature == "autopilot",
-            )
 
     def flush(self, batch: list[Line]) -> None:
         valid = [line for line in batch if line.event is not None]
@@ -188,6 +178,5 @@ def ingest_files(
         duplicates=ingester.duplicates,
         schema_rejected=ingester.rejected,
         customers=ingester.customers,
-        conversations=ingester.conversations,
         inputs=tuple(inputs),
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -101,13 +101,17 @@ class Derived(NamedTuple):
 
 
 def checkpoint_days(
-    since: datetime.date | None, through: datetime.date, events: list[Event]
+    since: datetime.date | None,
+    through: datetime.date,
+    events: list[Event],
+    kept: Iterable[datetime.date] = (),
 ) -> list[datetime.date]:
-    """The days a derivation keeps its state at: the day after ``through`` and every first
-    of a month after ``since`` (or after the first event) up to it."""
+    """The days a derivation keeps its state at: the day after ``through``, every first of
+    a month after ``since`` (or after the first event) up to it, and the days of the
+    checkpoints it replaces (``kept``: late events of later nights resume from those)."""
     end = through + ONE_DAY
     day = since or min((event.day for event in events), default=end)
-    days = {end}
+    days = {end, *(d for d in kept if d <= end)}
     while (day := dates.first_of_next_month(day)) < end:
         days.add(day)
     return sorted(d for d in days if since is None or d > since)
@@ -120,6 +124,7 @@ def derive_customer(
     context: RunContext,
     start: Checkpoint | None = None,
     seen: frozenset[str] = frozenset(),
+    kept: Iterable[datetime.date] = (),
 ) -> Derived:
     """Rates, replays and plans one customer (pure: no store, no files).
 
@@ -130,8 +135,9 @@ def derive_customer(
         context: what the run shares.
         start: the checkpoint to resume from (None: derive from the first event).
         seen: when resumed, the conversations first seen before ``start.day``.
+        kept: the days of the customer's checkpoints (those after ``start`` are replaced).
     """
-    marks = checkpoint_days(start.day if start else None, context.through, events)
+    marks = checkpoint_days(start.day if start else None, context.through, events, kept)
     rating = rate_customer(events, context.rules, start and start.rating, seen, marks)
     # The derived state (lots, verdicts) must cover every day the books hold, also when this
     # run posts through an earlier day than a run before it did; the replay is causal, so
@@ -161,75 +167,124 @@ class Touched(NamedTuple):
     """What a run's new events touch of one customer."""
 
     earliest: datetime.date  # the earliest day of its new events, or the day it falls due
-    # rated conversation of its new events -> (their earliest `at`, whether one is autopilot)
-    conversations: dict[str, tuple[str, bool]]
 
 
-def _reaches_back(new: tuple[str, bool], seen: queries.SeenConversation) -> bool:
-    """Whether new events of a conversation rated before change how it is rated: one comes
-    before its first event, or autopilot touches a suggested-reply conversation."""
-    first_at, autopilot = new
-    return first_at < seen.first_at or (autopilot and seen.kind != "autopilot")
+class Window(NamedTuple):
+    """What one customer's derivation reads: from a checkpoint on, or everything."""
+
+    start: Checkpoint | None
+    events: list[Event]  # its events from the checkpoint's day on (or all)
+    posted: dict[tuple[datetime.date, str], PostedState]  # original days from there on
+    seen: dict[str, queries.SeenConversation]  # conversations of `events` seen before
 
 
-def _start_of(db, customer: str, touched: Touched, context: RunContext) -> Checkpoint | None:
-    """The checkpoint a customer's derivation resumes from: the last one at or before the
-    earliest day its new events touch (a conversation they rate differently reaches back to
-    the day it was first seen), and at most the day after ``through``."""
-    latest = min(touched.earliest, context.through + ONE_DAY)
-    start = checkpoint_store.latest(db, customer, context.basis, latest)
-    if start is None or not touched.conversations:
-        return start
-    seen = queries.seen_conversations(db, customer, touched.conversations)
-    earliest = min(
-        (s.day for c, s in seen.items() if _reaches_back(touched.conversations[c], s)),
-        default=latest,
+def _rated_conversations(events: list[Event]) -> set[str]:
+    return {e.conversation for e in events if e.type == "ai_usage" and e.feature in RATED_FEATURES}
+
+
+def _window_from(db, customer: str, start: Checkpoint) -> Window:
+    events = queries.customer_events_since(db, customer, start.day)
+    seen = queries.seen_conversations(db, customer, _rated_conversations(events))
+    return Window(
+        start,
+        events,
+        queries.posted_state_since(db, customer, start.day),
+        {c: s for c, s in seen.items() if s.day < start.day},
     )
-    if earliest < start.day:
-        start = checkpoint_store.latest(db, customer, context.basis, earliest)
-    return start
 
 
-def _seen_before(db, customer: str, events: list[Event], day: datetime.date) -> frozenset[str]:
-    """The conversations of ``events`` first seen before ``day``."""
-    ids = {e.conversation for e in events if e.type == "ai_usage" and e.feature in RATED_FEATURES}
-    seen = queries.seen_conversations(db, customer, ids)
-    return frozenset(c for c, s in seen.items() if s.day < day)
-
-
-def _inputs_of_chunk(db, chunk: list[str], touched: dict[str, Touched], context: RunContext):
-    """Each customer's checkpoint (or None), events, postings and conversations seen."""
+def _windows_of_chunk(db, chunk: list[str], touched: dict[str, Touched], context: RunContext):
+    """Each customer's window: from its last checkpoint at or before the earliest day its
+    new events touch (and at most the day after ``through``), or all it has (one query for
+    the customers of the chunk without a checkpoint)."""
     starts = {
-        customer: _start_of(db, customer, touched[customer], context) if context.resume else None
+        customer: checkpoint_store.latest(
+            db, customer, context.basis, min(touched[customer].earliest, context.through + ONE_DAY)
+        )
+        if context.resume
+        else None
         for customer in chunk
     }
     whole = [customer for customer in chunk if starts[customer] is None]
     events = queries.customer_events(db, whole) if whole else {}
     posted = queries.posted_state(db, whole) if whole else {}
-    seen: dict[str, frozenset[str]] = {}
-    for customer, start in starts.items():
-        if start is not None:
-            events[customer] = queries.customer_events_since(db, customer, start.day)
-            posted[customer] = queries.posted_state_since(db, customer, start.day)
-            seen[customer] = _seen_before(db, customer, events[customer], start.day)
-    return starts, events, posted, seen
+    return {
+        customer: _window_from(db, customer, start)
+        if start is not None
+        else Window(None, events[customer], posted[customer], {})
+        for customer, start in starts.items()
+    }
 
 
-def _count_changes(db, customer, events, seen, start: Checkpoint, run_id: int, derived):
-    """How the event counts of conversations rated before the checkpoint change: their
-    accepted events from its day on, now less before (the earlier rating counted them)."""
-    new, rejected = queries.window_state(db, customer, start.day, run_id)
-    deltas = dict(derived.rating.continued)
-    for event in events:
+def _earlier_window(db, customer: str, day: datetime.date, context: RunContext) -> Window:
+    start = checkpoint_store.latest(db, customer, context.basis, day)
+    if start is not None:
+        return _window_from(db, customer, start)
+    events = queries.customer_events(db, [customer])[customer]
+    return Window(None, events, queries.posted_state(db, [customer])[customer], {})
+
+
+class _WindowCounts(NamedTuple):
+    events: Counter  # conversation -> accepted events in the window, as rated before
+    autopilot: Counter  # the same, autopilot events only
+
+
+def _counted_before(db, customer: str, window: Window, run_id: int) -> _WindowCounts:
+    """How the last rating counted the window's events of conversations seen before it (the
+    events this run ingested were not rated then; the rejected ones were not counted)."""
+    new, rejected = queries.window_state(db, customer, window.start.day, run_id)
+    events, autopilot = Counter(), Counter()
+    for event in window.events:
         if (
-            event.conversation in seen
+            event.conversation in window.seen
             and event.type == "ai_usage"
             and event.feature in RATED_FEATURES
             and event.id not in new
             and event.id not in rejected
         ):
-            deltas[event.conversation] = deltas.get(event.conversation, 0) - 1
-    return deltas
+            events[event.conversation] += 1
+            autopilot[event.conversation] += event.feature == "autopilot"
+    return _WindowCounts(events, autopilot)
+
+
+def _kinds_changed(window: Window, before: _WindowCounts, rating: Rating) -> list[datetime.date]:
+    """The first days of the conversations seen before the window whose kind its events
+    change: autopilot accepted on a suggested reply, or the autopilot events that made one
+    an autopilot conversation now all rejected (it may have had none before the window)."""
+    days = []
+    for conversation, seen in window.seen.items():
+        autopilot_now = rating.continued.get(conversation, (0, 0))[1]
+        if seen.kind != "autopilot" and autopilot_now:
+            days.append(seen.day)
+        elif seen.kind == "autopilot" and before.autopilot[conversation] and not autopilot_now:
+            days.append(seen.day)
+    return days
+
+
+def _derive_one(db, customer: str, window: Window, context: RunContext):
+    """Derives a customer from its window; when the window's events change the kind of a
+    conversation first seen before it, derives again from a checkpoint before that day.
+
+    Returns the derivation, the window it used and how the events counts of conversations
+    first seen before that window change."""
+    kept = checkpoint_store.days(db, customer, context.basis) if context.keep else ()
+    while True:
+        derived = derive_customer(
+            customer, window.events, window.posted, context, window.start,
+            frozenset(window.seen), kept,
+        )  # fmt: skip
+        if not window.seen:
+            return derived, window, {}
+        before = _counted_before(db, customer, window, context.run_id)
+        changed = _kinds_changed(window, before, derived.rating)
+        if not changed:
+            deltas = {
+                conversation: derived.rating.continued.get(conversation, (0, 0))[0]
+                - before.events[conversation]
+                for conversation in window.seen
+            }
+            return derived, window, deltas
+        window = _earlier_window(db, customer, min(changed), context)
 
 
 def _derive_customers(
@@ -245,24 +300,15 @@ def _derive_customers(
     entries: list[NewEntry] = []
     for first in range(0, len(customers), queries.CUSTOMER_CHUNK):
         chunk = customers[first : first + queries.CUSTOMER_CHUNK]
-        starts, events, posted, seen = _inputs_of_chunk(db, chunk, touched, context)
+        windows = _windows_of_chunk(db, chunk, touched, context)
         for customer in chunk:
-            start = starts[customer]
-            derived = derive_customer(
-                customer, events[customer], posted[customer], context, start,
-                seen.get(customer, frozenset()),
-            )  # fmt: skip
-            since = start.day if start else None
-            if seen.get(customer):
-                deltas = _count_changes(
-                    db, customer, events[customer], seen[customer], start, context.run_id, derived
-                )
+            derived, window, deltas = _derive_one(db, customer, windows[customer], context)
+            since = window.start.day if window.start else None
             queries.save_derived_state(
                 db, customer, derived.rating, derived.wallet, derived.next_due,
                 context.run_id, since,
             )  # fmt: skip
-            if seen.get(customer):
-                queries.add_conversation_events(db, customer, deltas)
+            queries.add_conversation_events(db, customer, deltas)
             checkpoint_store.replace_after(
                 db, customer, context.basis, since,
                 derived.checkpoints if context.keep else (), context.through,
@@ -276,15 +322,10 @@ def _derive_customers(
 
 def _touched(ingested: IngestResult, due: dict[str, datetime.date]) -> dict[str, Touched]:
     """Every customer the run derives: those with new events and those falling due."""
-    touched = {
-        customer: Touched(day, ingested.conversations.get(customer, {}))
-        for customer, day in ingested.customers.items()
-    }
+    touched = {customer: Touched(day) for customer, day in ingested.customers.items()}
     for customer, day in due.items():
         old = touched.get(customer)
-        touched[customer] = Touched(
-            min(day, old.earliest) if old else day, old.conversations if old else {}
-        )
+        touched[customer] = Touched(min(day, old.earliest) if old else day)
     return touched
 
 

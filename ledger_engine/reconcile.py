@@ -237,7 +237,9 @@ def _sums(entries: Iterable, file: str) -> tuple[Sums, list[Difference]]:
                     Difference(
                         "amounts",
                         f"amount {posting.units} is not a whole number of cents",
-                        file, posting.account, day,
+                        file,
+                        posting.account,
+                        day,
                     )  # fmt: skip
                 )
                 continue

@@ -63,8 +63,11 @@ def _usage_conversations(db, entry: TxnRow) -> list[dict]:
     ]
     return [
         {
-            "conversation": c.conversation, "kind": c.kind, "status": c.status,
-            "price": format_cents(c.price), "rules_version": c.rules_version,
+            "conversation": c.conversation,
+            "kind": c.kind,
+            "status": c.status,
+            "price": format_cents(c.price),
+            "rules_version": c.rules_version,
             "classified_in_run": c.run_id,
             "events": [
                 _event_dict(e)
@@ -186,9 +189,7 @@ def trace(books_dir: Path, ref: str) -> dict:
                     "txn": link,
                     "date": summary.effective_day if summary else None,
                     "file": summary.file if summary else None,
-                    "postings": [
-                        (a, format_cents(c)) for a, c in queries.postings_of(db, link)
-                    ],
+                    "postings": [(a, format_cents(c)) for a, c in queries.postings_of(db, link)],
                     "entries": [entry_dict(db, entry) for entry in entries],
                 }
             )

@@ -195,8 +195,7 @@ def balance_assertions(
 ) -> str:
     """``balance`` directives for ``names`` on ``day`` (an account not in totals is zero)."""
     lines = [
-        f"{day} balance {name}  {format_cents(totals.get(name, 0))} {currency}\n"
-        for name in names
+        f"{day} balance {name}  {format_cents(totals.get(name, 0))} {currency}\n" for name in names
     ]
     return "".join(lines) + "\n"
 

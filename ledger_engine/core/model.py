@@ -255,9 +255,9 @@ class Rating(NamedTuple):
     periods: tuple[Period, ...]
     wallet_events: tuple[Event, ...]  # accepted money and channel events (not usage)
     states: tuple[RatingState, ...] = ()  # at the days asked for
-    # When resumed: conversations first seen before the state's day -> their accepted
-    # events from that day on (their classification is the earlier rating's).
-    continued: dict[str, int] = {}
+    # When resumed: conversations first seen before the state's day -> their accepted events
+    # from that day on, and how many of those are autopilot (they are not rated again).
+    continued: dict[str, tuple[int, int]] = {}
 
 
 # ------------------------------------------------------------------------- wallet (§5)

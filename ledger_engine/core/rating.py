@@ -192,13 +192,15 @@ def _tally(usage: list[tuple[Event, Terms]], seen: frozenset[str]):
     events of conversations ``seen`` before are only counted."""
     first: dict[str, tuple[Event, Terms]] = {}
     counts: dict[str, int] = {}
-    continued: dict[str, int] = {}
+    continued: dict[str, tuple[int, int]] = {}
     autopilot: set[str] = set()
     for event, terms in usage:
         if event.feature not in RATED_FEATURES:
             continue
         if event.conversation in seen:
-            continued[event.conversation] = continued.get(event.conversation, 0) + 1
+            count, autopilot_count = continued.get(event.conversation, (0, 0))
+            is_autopilot = event.feature == "autopilot"
+            continued[event.conversation] = (count + 1, autopilot_count + is_autopilot)
             continue
         first.setdefault(event.conversation, (event, terms))
         counts[event.conversation] = counts.get(event.conversation, 0) + 1

@@ -97,6 +97,16 @@ def latest(
     return None if row is None else decode(_day(row[0]), row[1])
 
 
+def days(db: sqlite_utils.Database, customer: str, basis_text: str) -> list[datetime.date]:
+    """The days of the customer's checkpoints of ``basis_text``."""
+    return [
+        _day(row[0])
+        for row in db.execute(
+            "SELECT day FROM checkpoints WHERE customer = ? AND basis = ?", [customer, basis_text]
+        )
+    ]
+
+
 def replace_after(
     db: sqlite_utils.Database,
     customer: str,

@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime
 import hashlib
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 from zoneinfo import ZoneInfo
@@ -37,21 +39,67 @@ class IngestResult(NamedTuple):
 
 
 class _HashingReader:
-    """Wraps a binary stream, hashing every byte read (for the run log)."""
+    """Wraps a binary stream, hashing every byte read (for the run log) and keeping the
+    bytes read since the last :meth:`take` (the input's next block)."""
 
     def __init__(self, stream: BinaryIO):
         self.stream = stream
         self.sha = hashlib.sha256()
+        self.pending: list[bytes] = []
 
     def readline(self, limit: int = -1) -> bytes:
         data = self.stream.readline(limit)
         self.sha.update(data)
+        self.pending.append(data)
+        return data
+
+    def take(self) -> bytes:
+        data, self.pending = b"".join(self.pending), []
         return data
 
 
-class _Ingester:
-    def __init__(self, db: sqlite_utils.Database, run_id: int, currency: str, zone: ZoneInfo):
+class _Blocks:
+    """Stores an input file in compressed blocks of whole lines.  zlib releases the GIL, so
+    a thread compresses a block while the main thread checks the next lines."""
+
+    def __init__(self, db: sqlite_utils.Database, pool: ThreadPoolExecutor):
         self.db = db
+        self.pool = pool
+        self.next = queries.next_block(db)
+        self.waiting: list[tuple[int, str, int, Future]] = []
+
+    def add(self, name: str, first_line: int, data: bytes) -> int:
+        """Queues the block of lines ``first_line`` on; returns its number."""
+        block, self.next = self.next, self.next + 1
+        future = self.pool.submit(zlib.compress, data, queries.BLOCK_LEVEL)
+        self.waiting.append((block, name, first_line, future))
+        if len(self.waiting) > 2:  # bounded: at most two blocks wait in memory
+            self.store(self.waiting.pop(0))
+        return block
+
+    def store(self, item: tuple[int, str, int, Future]) -> None:
+        block, name, first_line, future = item
+        queries.insert_block(self.db, block, name, first_line, future.result())
+
+    def finish(self, first_block: int, sha256: str) -> None:
+        """Stores the blocks still waiting and names the input they all belong to."""
+        for item in self.waiting:
+            self.store(item)
+        self.waiting = []
+        queries.set_block_input(self.db, first_block, sha256)
+
+
+class _Ingester:
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        run_id: int,
+        currency: str,
+        zone: ZoneInfo,
+        blocks: _Blocks,
+    ):
+        self.db = db
+        self.blocks = blocks
         self.run_id = run_id
         self.currency = currency
         self.zone = zone
@@ -66,27 +114,28 @@ class _Ingester:
         if earliest is None or event.day < earliest:
             self.customers[event.customer] = event.day
 
-    def flush(self, batch: list[Line]) -> None:
+    def flush(self, batch: list[Line], block: int) -> None:
         valid = [line for line in batch if line.event is not None]
-        known = queries.known_event_shas(self.db, list({line.event.id for line in valid}))
+        known = queries.known_event_contents(self.db, list({line.event.id for line in valid}))
         rows, quarantined = [], []
         for line in batch:
             if line.event is None:
                 quarantined.append(queries.quarantine_row(line, line.rejection, self.run_id))
                 self.rejected[line.rejection.reason] += 1
                 continue
-            sha = known.get(line.event.id)
-            if sha == line.content_sha:
+            content = queries.content_key(line.content_sha)
+            stored = known.get(line.event.id)
+            if stored == content:
                 self.duplicates += 1
-            elif sha is not None:
+            elif stored is not None:
                 conflict = Rejection(
                     ID_CONFLICT, "id", "id already ingested with other content", line.event.id
                 )
                 quarantined.append(queries.quarantine_row(line, conflict, self.run_id))
                 self.rejected[ID_CONFLICT] += 1
             else:
-                known[line.event.id] = line.content_sha
-                rows.append(queries.event_row(line, self.run_id))
+                known[line.event.id] = content
+                rows.append(queries.event_row(line, block, self.run_id))
                 self._touch(line.event)
         if rows:
             queries.insert_events(self.db, rows)
@@ -94,16 +143,22 @@ class _Ingester:
         if quarantined:
             queries.insert_quarantine(self.db, quarantined)
 
-    def ingest_stream(self, stream, name: str, progress: Callable[[int], None]) -> None:
+    def ingest_stream(
+        self, stream: _HashingReader, name: str, progress: Callable[[int], None]
+    ) -> None:
         batch: list[Line] = []
+        first_line = 1
         for number, raw in events.read_lines(stream):
             self.read += 1
             batch.append(events.check_line(raw, name, number, self.currency, self.zone))
             if len(batch) >= INSERT_BATCH_SIZE:
-                self.flush(batch)
+                self.flush(batch, self.blocks.add(name, first_line, stream.take()))
+                first_line = number + 1
                 progress(len(batch))
                 batch = []
-        self.flush(batch)
+        rest = stream.take()
+        if batch or rest:
+            self.flush(batch, self.blocks.add(name, first_line, rest))
         progress(len(batch))
 
 
@@ -125,8 +180,10 @@ def _ingest_one(ingester: _Ingester, stream: BinaryIO, name: str, progress) -> d
     read, valid_before = ingester.read, ingester.new_events + ingester.duplicates
     rejected_before = Counter(ingester.rejected)
     reader = _HashingReader(stream)
+    first_block = ingester.blocks.next
     ingester.ingest_stream(reader, name, progress)
     sha256 = reader.sha.hexdigest()
+    ingester.blocks.finish(first_block, sha256)
     rejected = ingester.rejected - rejected_before
     valid = ingester.new_events + ingester.duplicates - valid_before + rejected[ID_CONFLICT]
     queries.record_input(ingester.db, sha256, ingester.read - read, valid, dict(rejected), name)
@@ -170,8 +227,9 @@ def ingest_files(
     Raises:
         InputFileError: an input file cannot be read.
     """
-    ingester = _Ingester(db, run_id, currency, zone)
-    inputs = [_ingest_path(ingester, path, progress) for path in paths]
+    with ThreadPoolExecutor(1, thread_name_prefix="compress") as pool:
+        ingester = _Ingester(db, run_id, currency, zone, _Blocks(db, pool))
+        inputs = [_ingest_path(ingester, path, progress) for path in paths]
     return IngestResult(
         read=ingester.read,
         new_events=ingester.new_events,

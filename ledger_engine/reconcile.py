@@ -12,8 +12,11 @@ is not JSON, a path that is no file) is a difference, never a traceback.
 from __future__ import annotations
 
 import functools
+import hashlib
+import itertools
 import json
 import os
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -476,8 +479,44 @@ def check_seals(ctx: Context) -> list[Difference]:
     return differences
 
 
+def check_inputs(ctx: Context) -> list[Difference]:
+    """The store holds every input file it read, byte for byte: its blocks, decompressed in
+    order, hash to the input's SHA-256 (the run log's), and every event points into them."""
+    differences = []
+    for sha256, blocks in itertools.groupby(queries.input_blocks(ctx.db), key=lambda b: b[0]):
+        if not sha256:
+            continue  # lines kept by a store upgraded from schema 3: no whole file to hash
+        digest = hashlib.sha256()
+        try:
+            for _, _, data in blocks:
+                digest.update(zlib.decompress(data))
+        except zlib.error as error:
+            message = f"an input file's stored block does not decompress: {error}"
+            differences.append(Difference("inputs", message, expected=sha256))
+            continue
+        if digest.hexdigest() != sha256:
+            message = "the input file's stored bytes do not hash to its SHA-256"
+            differences.append(Difference("inputs", message, None, None, None, sha256,
+                                          digest.hexdigest()))  # fmt: skip
+    if queries.get_meta(ctx.db, "upgraded_from_3") is None:
+        for sha256 in queries.inputs_without_blocks(ctx.db):
+            message = "an input file read by a run is not in the store"
+            differences.append(Difference("inputs", message, expected=sha256))
+    for event_id in queries.events_without_lines(ctx.db):
+        message = f"event {event_id}: its line is not in the stored input"
+        differences.append(Difference("inputs", message))
+    return differences
+
+
 # The checks, in the order they run and report.
-CHECKS = (check_file_hashes, check_run_chain, check_seals, check_journals, check_rating)
+CHECKS = (
+    check_file_hashes,
+    check_run_chain,
+    check_seals,
+    check_inputs,
+    check_journals,
+    check_rating,
+)
 
 
 def reconcile(books_dir: Path, kept_seal: str | None = None) -> Report:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,14 +16,14 @@ import sqlite_utils
 
 from ledger_engine.core.errors import NoBooks, StoreError, StoreSchemaMismatch
 from ledger_engine.store import views
-from ledger_engine.store.queries import get_meta, set_meta
+from ledger_engine.store.queries import content_key, get_meta, set_meta
 
 STORE_NAME = "state.sqlite"
 SCHEMA_VERSION = "4"
 # Older schemas this engine upgrades in place.  2 -> 3 only adds conversation_history
 # (empty: classifications before the upgrade were not kept; trace says so); 3 -> 4 adds the
-# checkpoints (empty: the next run of each customer derives from its first event) and
-# indexes events by (customer, day) instead of customer.
+# checkpoints (empty: the next run of each customer derives from its first event) and moves
+# the events' raw lines into input_blocks (see _lean_events).
 UPGRADABLE = ("2", "3")
 SCHEMA_SQL = Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
 # SQLite errors that come from the machine, not from the engine's SQL: a full disk, an I/O
@@ -107,11 +108,61 @@ def open_store(books_dir: Path) -> sqlite_utils.Database:
 
 
 def _upgrade(db: sqlite_utils.Database) -> None:
-    """Adds what later schemas add (every statement of schema.sql is IF NOT EXISTS)."""
-    db.conn.executescript("BEGIN;\n" + SCHEMA_SQL + "DROP INDEX IF EXISTS events_customer;\n")
+    """Adds what later schemas add (every statement of schema.sql is IF NOT EXISTS) and
+    rebuilds the events table of schema 4, in one transaction."""
+    db.conn.executescript(
+        "BEGIN;\nDROP INDEX IF EXISTS events_customer;\nDROP VIEW IF EXISTS v_events;\n"
+        "ALTER TABLE events RENAME TO events_before_4;\n" + SCHEMA_SQL
+    )
+    _lean_events(db)
     views.create_views(db)
     set_meta(db, "schema_version", SCHEMA_VERSION)
     db.conn.commit()
+
+
+def _lean_events(db: sqlite_utils.Database) -> None:
+    """Moves the events of a store before schema 4 into the lean table.  Their raw lines go
+    into one block per file name and run, lines numbered as read (the lines that were no
+    event, which that schema did not keep, are empty); such blocks have no input hash."""
+    groups: dict[tuple[str, int], dict[int, str]] = {}
+    for file, run_id, line, raw in db.execute(
+        "SELECT file, run_id, line, raw FROM events_before_4 ORDER BY file, run_id, line"
+    ):
+        groups.setdefault((file, run_id), {})[line] = raw
+    blocks = {}
+    for block, ((file, run_id), lines) in enumerate(sorted(groups.items()), start=1):
+        first = min(lines)
+        text = "\n".join(lines.get(n, "") for n in range(first, max(lines) + 1))
+        db.execute(
+            "INSERT INTO input_blocks (block, input, file, first_line, data) "
+            "VALUES (?, '', ?, ?, ?)",
+            [block, file, first, zlib.compress(text.encode("utf-8"))],
+        )
+        blocks[(file, run_id)] = block
+    db.conn.executemany(
+        "INSERT INTO events (id, type, customer, at, day, fields, content, block, line, run_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            (
+                id_,
+                type_,
+                customer,
+                at,
+                day,
+                fields,
+                content_key(sha),
+                blocks[(file, run)],
+                line,
+                run,
+            )
+            for id_, type_, customer, at, day, fields, sha, file, line, run in db.execute(
+                "SELECT id, type, customer, at, day, fields, content_sha, file, line, run_id "
+                "FROM events_before_4"
+            )
+        ),
+    )
+    db.execute("DROP TABLE events_before_4")
+    set_meta(db, "upgraded_from_3", "input files before the upgrade are kept as event lines")
 
 
 def create_store(books_dir: Path, meta: dict[str, str]) -> sqlite_utils.Database:

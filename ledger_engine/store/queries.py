@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import json
 import operator
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -106,35 +107,115 @@ def insert_dicts(db: sqlite_utils.Database, table: str, rows: Iterable[dict], co
 # ---------------------------------------------------------------- events and inputs
 
 EVENT_INSERT = (
-    "INSERT INTO events (id, type, customer, at, day, fields, content_sha, raw, file, line, "
-    "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (id, type, customer, at, day, fields, content, block, line, run_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-def known_event_shas(db: sqlite_utils.Database, ids: list[str]) -> dict[str, str]:
-    """The content SHA-256 of each of ``ids`` already stored."""
-    known: dict[str, str] = {}
+def content_key(content_sha: str) -> int:
+    """The stored form of an event's content SHA-256 (hex): its first 8 bytes, signed."""
+    return int.from_bytes(bytes.fromhex(content_sha[:16]), "big", signed=True)
+
+
+def known_event_contents(db: sqlite_utils.Database, ids: list[str]) -> dict[str, int]:
+    """The content key (:func:`content_key`) of each of ``ids`` already stored."""
+    known: dict[str, int] = {}
     for start in range(0, len(ids), LOOKUP_CHUNK):
         chunk = ids[start : start + LOOKUP_CHUNK]
-        for event_id, sha in db.execute(
-            f"SELECT id, content_sha FROM events WHERE id IN ({_marks(chunk)})", chunk
+        for event_id, content in db.execute(
+            f"SELECT id, content FROM events WHERE id IN ({_marks(chunk)})", chunk
         ):
-            known[event_id] = sha
+            known[event_id] = content
     return known
 
 
-def event_row(line: Line, run_id: int) -> tuple:
-    """The ``events`` row of a schema-valid line (typed fields as one JSON array)."""
+def event_row(line: Line, block: int, run_id: int) -> tuple:
+    """The ``events`` row of a schema-valid line (typed fields as one JSON array, without
+    its trailing nulls; the line itself is in block ``block``)."""
     event = line.event
-    fields = orjson.dumps(event[_TYPED_START:]).decode()
+    typed = list(event[_TYPED_START:])
+    while typed and typed[-1] is None:
+        typed.pop()
+    fields = orjson.dumps(typed).decode()
     return (
         event.id, event.type, event.customer, event.at, event.day.isoformat(), fields,
-        line.content_sha, line.raw, line.file, line.number, run_id,
+        content_key(line.content_sha), block, line.number, run_id,
     )  # fmt: skip
 
 
 def insert_events(db: sqlite_utils.Database, rows: list[tuple]) -> None:
     db.conn.executemany(EVENT_INSERT, rows)
+
+
+# ------------------------------------------------------------------- input blocks
+
+BLOCK_LEVEL = 6  # zlib level of the input blocks (compressed in a thread, off the GIL)
+
+
+def next_block(db: sqlite_utils.Database) -> int:
+    return (db.execute("SELECT max(block) FROM input_blocks").fetchone()[0] or 0) + 1
+
+
+def insert_block(db, block: int, file: str, first_line: int, data: bytes) -> None:
+    """Stores one compressed block of an input file (its SHA-256 is set when it is read)."""
+    db.execute(
+        "INSERT INTO input_blocks (block, input, file, first_line, data) VALUES (?, '', ?, ?, ?)",
+        [block, file, first_line, data],
+    )
+
+
+def set_block_input(db: sqlite_utils.Database, first_block: int, sha256: str) -> None:
+    """Names the input whose blocks are ``first_block`` on (the file just read)."""
+    db.execute("UPDATE input_blocks SET input = ? WHERE block >= ?", [sha256, first_block])
+
+
+def input_blocks(db: sqlite_utils.Database) -> Iterator[tuple[str, str, bytes]]:
+    """Every block as ``(input SHA-256, file, compressed data)``, by input, then in order."""
+    yield from db.execute("SELECT input, file, data FROM input_blocks ORDER BY input, block")
+
+
+def events_without_lines(db: sqlite_utils.Database) -> list[str]:
+    """Events whose block is missing or ends before their line (a damaged store)."""
+    return [
+        row[0]
+        for row in db.execute(
+            "SELECT e.id FROM events e LEFT JOIN input_blocks b ON b.block = e.block "
+            "WHERE b.block IS NULL OR e.line < b.first_line ORDER BY e.id LIMIT 100"
+        )
+    ]
+
+
+def inputs_without_blocks(db: sqlite_utils.Database) -> list[str]:
+    """Input files read (with lines) whose bytes the store does not hold, by SHA-256: none,
+    unless the store was upgraded from schema 3 (see :func:`store.db._lean_events`)."""
+    return [
+        row[0]
+        for row in db.execute(
+            "SELECT sha256 FROM input_files WHERE lines > 0 AND sha256 NOT IN "
+            "(SELECT input FROM input_blocks) ORDER BY sha256"
+        )
+    ]
+
+
+class _BlockReader:
+    """Raw lines of events, each block decompressed once per reader."""
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+        self.lines: dict[int, tuple[int, list[bytes]]] = {}
+
+    def __call__(self, block: int, line: int) -> tuple[str, str]:
+        """The file name and the raw text of line ``line`` of block ``block``."""
+        if block not in self.lines:
+            file, first_line, data = self.db.execute(
+                "SELECT file, first_line, data FROM input_blocks WHERE block = ?", [block]
+            ).fetchone()
+            self.lines[block] = (file, first_line, zlib.decompress(data).split(b"\n"))
+        file, first_line, lines = self.lines[block]
+        raw = lines[line - first_line]
+        if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        return file, raw.rstrip(b"\r").decode("utf-8", errors="backslashreplace")
 
 
 def quarantine_row(line: Line, rejection: Rejection, run_id: int) -> dict:
@@ -954,12 +1035,21 @@ class RawEvent(NamedTuple):
     run_id: int  # the run that read it
 
 
-_RAW_COLUMNS = "id, type, customer, day, file, line, raw, run_id"
+_RAW_COLUMNS = "id, type, customer, day, block, line, run_id"
+
+
+def _raw_events(db, rows) -> list[RawEvent]:
+    read = _BlockReader(db)
+    result = []
+    for event_id, event_type, customer, day, block, line, run_id in rows:
+        file, raw = read(block, line)
+        result.append(RawEvent(event_id, event_type, customer, day, file, line, raw, run_id))
+    return result
 
 
 def raw_event(db: sqlite_utils.Database, event_id: str) -> RawEvent | None:
-    row = db.execute(f"SELECT {_RAW_COLUMNS} FROM events WHERE id = ?", [event_id]).fetchone()
-    return RawEvent(*row) if row else None
+    rows = db.execute(f"SELECT {_RAW_COLUMNS} FROM events WHERE id = ?", [event_id]).fetchall()
+    return _raw_events(db, rows)[0] if rows else None
 
 
 def raw_events_of_conversation(db, customer: str, conversation: str) -> list[RawEvent]:
@@ -967,8 +1057,8 @@ def raw_events_of_conversation(db, customer: str, conversation: str) -> list[Raw
         f"SELECT {_RAW_COLUMNS} FROM v_events WHERE customer = ? AND conversation = ? "
         "ORDER BY at, id",
         [customer, conversation],
-    )
-    return [RawEvent(*row) for row in rows]
+    ).fetchall()
+    return _raw_events(db, rows)
 
 
 def raw_events_of_day(db, customer: str, day: str, event_type: str) -> list[tuple[RawEvent, Event]]:
@@ -977,30 +1067,36 @@ def raw_events_of_day(db, customer: str, day: str, event_type: str) -> list[tupl
         f"SELECT {_RAW_COLUMNS}, at, fields FROM events WHERE customer = ? AND day = ? "
         "AND type = ? ORDER BY at, id",
         [customer, day, event_type],
-    )
-    result = []
-    for row in rows:
-        raw = RawEvent(*row[:-2])
-        result.append((raw, _event_of(raw.id, raw.type, customer, row[-2], day, row[-1])))
-    return result
+    ).fetchall()
+    raws = _raw_events(db, [row[:-2] for row in rows])
+    return [
+        (raw, _event_of(raw.id, raw.type, customer, row[-2], day, row[-1]))
+        for raw, row in zip(raws, rows, strict=True)
+    ]
 
 
 # ------------------------------------------------------------ rejections, checks
 
 
-REJECTIONS_SQL = """
-SELECT 'schema', file, line, reason, field, detail, event_id, raw FROM quarantine
-UNION ALL
-SELECT 'rating', e.file, e.line, v.reason, NULL, '', v.event_id, e.raw
-FROM verdicts v JOIN events e ON e.id = v.event_id
-ORDER BY 1 DESC, 2, 3
-"""
 REJECTION_COLUMNS = ("kind", "file", "line", "reason", "field", "detail", "event_id", "raw")
 
 
 def rejections(db: sqlite_utils.Database) -> list[dict]:
     """Schema verdicts (final), then the current rating verdicts, by file and line."""
-    return [dict(zip(REJECTION_COLUMNS, row, strict=True)) for row in db.execute(REJECTIONS_SQL)]
+    schema = db.execute(
+        "SELECT 'schema', file, line, reason, field, detail, event_id, raw FROM quarantine "
+        "ORDER BY file, line"
+    ).fetchall()
+    read = _BlockReader(db)
+    rating = []
+    for block, line, reason, event_id in db.execute(
+        "SELECT e.block, e.line, v.reason, v.event_id FROM verdicts v "
+        "JOIN events e ON e.id = v.event_id"
+    ):
+        file, raw = read(block, line)
+        rating.append(("rating", file, line, reason, None, "", event_id, raw))
+    rating.sort(key=lambda row: (row[1], row[2]))
+    return [dict(zip(REJECTION_COLUMNS, row, strict=True)) for row in schema + rating]
 
 
 def unrated_usage_events(db: sqlite_utils.Database) -> list[str]:

@@ -2,13 +2,26 @@
 -- in the books' timezone; `at` is a sortable UTC key.  The views are in views.py.
 -- Run as one script inside the transaction that creates the store (db.create_store).
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- An event's raw line is in input_blocks (`block`, the file's line number `line`); `content`
+-- is the first 8 bytes of the SHA-256 of its canonical JSON, as a signed integer (a re-sent
+-- id with other content is an id conflict); `fields` holds the typed fields as a JSON array
+-- without its trailing nulls.
 CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY, customer TEXT NOT NULL, type TEXT NOT NULL, at TEXT NOT NULL,
-    day TEXT NOT NULL, fields TEXT NOT NULL, content_sha TEXT NOT NULL, raw TEXT NOT NULL,
-    file TEXT NOT NULL, line INTEGER NOT NULL, run_id INTEGER NOT NULL
+    id TEXT NOT NULL, customer TEXT NOT NULL, type TEXT NOT NULL, at TEXT NOT NULL,
+    day TEXT NOT NULL, fields TEXT NOT NULL, content INTEGER NOT NULL, block INTEGER NOT NULL,
+    line INTEGER NOT NULL, run_id INTEGER NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (id);
 -- A customer's events from a day on (a derivation resumed from a checkpoint reads those).
 CREATE INDEX IF NOT EXISTS events_customer_day ON events (customer, day);
+-- Every input file as read, once: zlib-compressed blocks of whole lines, lines `first_line`
+-- on, of the file read under the name `file`.  The blocks of one input, in order, are its
+-- bytes exactly (reconcile checks them against `input`, its SHA-256); `input` is '' for the
+-- lines kept by a store upgraded from schema 3, which kept events' lines only.
+CREATE TABLE IF NOT EXISTS input_blocks (
+    block INTEGER PRIMARY KEY, input TEXT NOT NULL, file TEXT NOT NULL,
+    first_line INTEGER NOT NULL, data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS input_files (
     sha256 TEXT PRIMARY KEY, lines INTEGER NOT NULL, valid INTEGER NOT NULL,
     rejected TEXT NOT NULL, first_name TEXT NOT NULL
@@ -30,7 +43,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     kind TEXT NOT NULL, status TEXT NOT NULL, price INTEGER NOT NULL,
     rules_version TEXT NOT NULL, events INTEGER NOT NULL,
     PRIMARY KEY (customer, conversation)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS periods (
     customer TEXT NOT NULL, period_start TEXT NOT NULL, period_end TEXT, plan TEXT NOT NULL,
     interval TEXT NOT NULL, included INTEGER NOT NULL, PRIMARY KEY (customer, period_start)
@@ -76,8 +89,9 @@ CREATE TABLE IF NOT EXISTS conversation_history (
     day TEXT NOT NULL, period_start TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
     price INTEGER NOT NULL, rules_version TEXT NOT NULL,
     PRIMARY KEY (customer, conversation, run_id)
-);
--- Schema 4: each customer's derived state at the start of a day (store/checkpoints.py).
+) WITHOUT ROWID;
+-- Schema 4: each customer's derived state at the start of a day (store/checkpoints.py);
+-- events without their raw line (it is in input_blocks).
 CREATE TABLE IF NOT EXISTS checkpoints (
     customer TEXT NOT NULL, day TEXT NOT NULL, basis TEXT NOT NULL, state BLOB NOT NULL,
     PRIMARY KEY (customer, day)

@@ -25,10 +25,12 @@ _TYPED_COLUMNS = ",\n               ".join(
 )
 
 VIEWS = {
-    # The typed fields of an event are stored as one JSON array; this shows them as columns.
+    # The typed fields of an event are stored as one JSON array; this shows them as columns,
+    # with the file and line it was read from (its raw line: `ledger-engine trace`).
     "v_events": f"""
         SELECT id, customer, type, at, day, {_TYPED_COLUMNS},
-               content_sha, raw, file, line, run_id
+               (SELECT file FROM input_blocks b WHERE b.block = events.block) AS file, line,
+               block, run_id
         FROM events""",
     "v_usage_daily": """
         SELECT customer, day, count(*) AS conversations,

@@ -1,0 +1,131 @@
+"""The lean store: each input file is kept once, compressed in blocks of whole lines, and is
+its bytes exactly; events keep a reference to their line, not a copy.  The raw line of every
+event stays retrievable (rejections, trace), reconcile checks the blocks against the input
+files' SHA-256, and a store of schema 3 is upgraded in place with every raw line kept."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import shutil
+import sqlite3
+import sys
+import zlib
+from pathlib import Path
+
+from builders import init_books, read_store, sub, use
+
+from ledger_engine.post import post
+from ledger_engine.reconcile import reconcile
+from ledger_engine.store import queries
+from ledger_engine.store.db import SCHEMA_VERSION, open_store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+THROUGH = datetime.date(2026, 11, 30)
+
+
+def stored_input(books: Path, sha256: str) -> bytes:
+    with read_store(books) as db:
+        return b"".join(
+            zlib.decompress(data) for input_, _, data in queries.input_blocks(db) if input_ == sha256
+        )
+
+
+def awkward_file(path: Path) -> bytes:
+    """A BOM, CRLF ends, blank lines, a bad line, non-ASCII text, no final line end."""
+    lines = [
+        json.dumps(sub("acme", "2026-11-01T08:00:00Z", "boost")),
+        "",
+        json.dumps({**use("acme", "2026-11-02T10:00:00Z", "c1"), "note": "Grüße"}),
+        "{not json",
+        "   ",
+        json.dumps(use("acme", "2026-11-03T10:00:00Z", "c2", "autopilot")),
+    ]
+    data = b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8")
+    path.write_bytes(data)
+    return data
+
+
+def test_an_input_file_is_stored_once_byte_for_byte(tmp_path):
+    books = init_books(tmp_path / "books")
+    data = awkward_file(tmp_path / "e.jsonl")
+    post(books, [str(tmp_path / "e.jsonl")], THROUGH)
+    assert stored_input(books, hashlib.sha256(data).hexdigest()) == data
+    with read_store(books) as db:
+        event = queries.raw_event(db, "use-acme-2026-11-02T10:00:00Z-c1-suggested_reply")
+        first = queries.raw_event(db, "sub-acme-2026-11-01T08:00:00Z")
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    assert event.raw == data.split(b"\r\n")[2].decode("utf-8") and event.line == 3
+    assert first.raw == data[3:].split(b"\r\n")[0].decode() and first.file.endswith("e.jsonl")
+    assert "raw" not in columns  # the line is kept once, in the input's blocks
+    assert reconcile(books).ok
+
+
+def test_blocks_of_a_large_file_and_of_stdin(tmp_path, monkeypatch):
+    books = init_books(tmp_path / "books")
+    events = [sub("big", "2026-11-01T00:00:00Z", "pro")]
+    events += [use("big", f"2026-11-02T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                   f"c{i}") for i in range(12_000)]  # fmt: skip
+    data = "".join(json.dumps(e) + "\n" for e in events).encode()
+    (tmp_path / "big.jsonl").write_bytes(data)
+    post(books, [str(tmp_path / "big.jsonl")], THROUGH)
+    assert stored_input(books, hashlib.sha256(data).hexdigest()) == data
+    with read_store(books) as db:
+        assert db.execute("SELECT count(*) FROM input_blocks").fetchone()[0] == 3
+        last = queries.raw_event(db, "use-big-2026-11-02T03:19:59Z-c11999-suggested_reply")
+    assert last.raw == json.dumps(events[-1]) and last.line == 12_001
+    piped = (json.dumps(use("big", "2026-11-03T00:00:00Z", "p")) + "\n").encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(piped)))
+    post(books, ["-"], THROUGH)
+    assert stored_input(books, hashlib.sha256(piped).hexdigest()) == piped
+    assert reconcile(books).ok
+
+
+def test_rejections_show_the_raw_line_of_rating_verdicts(tmp_path):
+    books = init_books(tmp_path / "books")
+    line = json.dumps(use("ghost", "2026-11-02T10:00:00Z", "c1"))
+    (tmp_path / "e.jsonl").write_text(line + "\n")
+    post(books, [str(tmp_path / "e.jsonl")], THROUGH)
+    with read_store(books) as db:
+        (row,) = queries.rejections(db)
+    assert (row["kind"], row["reason"], row["raw"], row["line"]) == (
+        "rating", "unknown_customer", line, 1,
+    )  # fmt: skip
+
+
+def test_reconcile_finds_a_changed_block(tmp_path):
+    books = init_books(tmp_path / "books")
+    awkward_file(tmp_path / "e.jsonl")
+    post(books, [str(tmp_path / "e.jsonl")], THROUGH)
+    with sqlite3.connect(books / "state.sqlite") as db:
+        db.execute("UPDATE input_blocks SET data = ?", [zlib.compress(b"{}\n")])
+    report = reconcile(books)
+    assert [d.check for d in report.differences] == ["inputs"]
+    assert "do not hash" in report.differences[0].message
+
+
+def test_a_schema_3_store_is_upgraded_with_every_raw_line(tmp_path):
+    (tmp_path / "books").mkdir()
+    shutil.copy(FIXTURES / "store-schema-3.sqlite", tmp_path / "books" / "state.sqlite")
+    with sqlite3.connect(tmp_path / "books" / "state.sqlite") as old:
+        before = old.execute(
+            "SELECT id, customer, type, at, day, file, line, raw, run_id FROM events ORDER BY id"
+        ).fetchall()
+    db = open_store(tmp_path / "books")
+    try:
+        assert queries.get_meta(db, "schema_version") == SCHEMA_VERSION
+        after = []
+        for event_id, *_ in before:
+            raw = queries.raw_event(db, event_id)
+            stored = queries.event(db, event_id)
+            after.append((raw.id, raw.customer, raw.type, stored.at, raw.day, raw.file,
+                          raw.line, raw.raw, raw.run_id))  # fmt: skip
+        assert after == before
+        assert queries.events_without_lines(db) == []
+        assert len(queries.rejections(db)) == 9 + db.execute(
+            "SELECT count(*) FROM quarantine"
+        ).fetchone()[0]
+    finally:
+        db.close()

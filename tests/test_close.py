@@ -83,7 +83,7 @@ def test_a_changed_sealed_file_is_named_by_reconcile(poster, books):
     november(poster)
     assert run_cli("close", books, "2026-11").exit_code == 0
     path = books / "gl/2026/2026-11.beancount"
-    path.write_text(path.read_text().replace(" summary\"", " summary (edited)\""))
+    path.write_text(path.read_text().replace(' summary"', ' summary (edited)"'))
     result = run_cli("reconcile", books)
     assert result.exit_code == 1
     assert "gl/2026/2026-11.beancount" in result.output and "sealed file" in result.output

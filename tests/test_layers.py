@@ -33,7 +33,15 @@ ALLOWED = {
     "trace": {"core", "rules", "books", "store", "commit"},
     "finance": {"core", "rules", "books", "store", "commit"},
     "cli": {
-        "core", "rules", "commit", "post", "close", "reconcile", "reports", "trace", "finance",
+        "core",
+        "rules",
+        "commit",
+        "post",
+        "close",
+        "reconcile",
+        "reports",
+        "trace",
+        "finance",
     },  # fmt: skip
     "__main__": {"cli"},
     "__init__": set(),

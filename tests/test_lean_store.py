@@ -28,9 +28,8 @@ THROUGH = datetime.date(2026, 11, 30)
 
 def stored_input(books: Path, sha256: str) -> bytes:
     with read_store(books) as db:
-        return b"".join(
-            zlib.decompress(data) for input_, _, data in queries.input_blocks(db) if input_ == sha256
-        )
+        blocks = [data for input_, _, data in queries.input_blocks(db) if input_ == sha256]
+    return b"".join(map(zlib.decompress, blocks))
 
 
 def awkward_file(path: Path) -> bytes:
@@ -124,8 +123,9 @@ def test_a_schema_3_store_is_upgraded_with_every_raw_line(tmp_path):
                           raw.line, raw.raw, raw.run_id))  # fmt: skip
         assert after == before
         assert queries.events_without_lines(db) == []
-        assert len(queries.rejections(db)) == 9 + db.execute(
-            "SELECT count(*) FROM quarantine"
-        ).fetchone()[0]
+        assert (
+            len(queries.rejections(db))
+            == 9 + db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        )
     finally:
         db.close()

@@ -210,4 +210,3 @@ def test_gl_summaries_sum_customer_accounts_into_control_accounts_in_chart_order
     assert usage.entries == (entries[1], entries[3])
     assert channel.postings == (("Liabilities:Customers:Wallets", 7), ("Income:Channels:Sms", -7))
     assert channel.entries == (entries[0],)
-

@@ -1,8 +1,8 @@
 """Checkpoints: each customer's derived state at the start of a day, kept in the store.
 
 A checkpoint is a :class:`~ledger_engine.core.model.Checkpoint` stored as one compact JSON
-document per ``(customer, day)``, with the *basis* it was derived under (the rules file's
-SHA-256 and the format version).  A checkpoint of another basis is never used: new rules or
+document (zlib-compressed) per ``(customer, day)``, with the *basis* it was derived under
+(the rules file's SHA-256 and the format version).  A checkpoint of another basis is never used: new rules or
 a new engine derive from the first event again.  Written in the run's transaction, like
 every other derived row.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import zlib
 from collections.abc import Iterable
 
 import orjson
@@ -25,10 +26,10 @@ from ledger_engine.core.model import (
     WalletState,
 )
 
-FORMAT = "1"  # the version of the stored document; another one is never read
+FORMAT = "2"  # the version of the stored document; another one is never read
 # Checkpoints of days that are not a month's first day are kept this long after the last
 # day posted (late events reach a few days back; month starts are kept for ever).
-KEEP_DAILY = datetime.timedelta(days=45)
+KEEP_DAILY = datetime.timedelta(days=14)
 
 
 def basis(rules_bytes: bytes) -> str:
@@ -64,11 +65,12 @@ def _as_array(value):
 
 def encode(checkpoint: Checkpoint) -> bytes:
     """The stored document of a checkpoint (dates as ISO text, records as arrays)."""
-    return orjson.dumps([checkpoint.rating[1:], checkpoint.wallet[1:]], default=_as_array)
+    document = orjson.dumps([checkpoint.rating[1:], checkpoint.wallet[1:]], default=_as_array)
+    return zlib.compress(document)
 
 
 def decode(day: datetime.date, document: bytes) -> Checkpoint:
-    rating, wallet = orjson.loads(document)
+    rating, wallet = orjson.loads(zlib.decompress(document))
     current, units, holders, periods, used = rating
     lots, receivable = wallet
     return Checkpoint(

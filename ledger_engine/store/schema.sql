@@ -6,14 +6,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- is the first 8 bytes of the SHA-256 of its canonical JSON, as a signed integer (a re-sent
 -- id with other content is an id conflict); `fields` holds the typed fields as a JSON array
 -- without its trailing nulls.
+-- Clustered by (customer, day): a derivation resumed from a checkpoint reads one range.
 CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL, customer TEXT NOT NULL, type TEXT NOT NULL, at TEXT NOT NULL,
     day TEXT NOT NULL, fields TEXT NOT NULL, content INTEGER NOT NULL, block INTEGER NOT NULL,
-    line INTEGER NOT NULL, run_id INTEGER NOT NULL
-);
+    line INTEGER NOT NULL, run_id INTEGER NOT NULL,
+    PRIMARY KEY (customer, day, id)
+) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (id);
--- A customer's events from a day on (a derivation resumed from a checkpoint reads those).
-CREATE INDEX IF NOT EXISTS events_customer_day ON events (customer, day);
 -- Every input file as read, once: zlib-compressed blocks of whole lines, lines `first_line`
 -- on, of the file read under the name `file`.  The blocks of one input, in order, are its
 -- bytes exactly (reconcile checks them against `input`, its SHA-256); `input` is '' for the

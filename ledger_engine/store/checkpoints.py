@@ -2,9 +2,9 @@
 
 A checkpoint is a :class:`~ledger_engine.core.model.Checkpoint` stored as one compact JSON
 document (zlib-compressed) per ``(customer, day)``, with the *basis* it was derived under
-(the rules file's SHA-256 and the format version).  A checkpoint of another basis is never used: new rules or
-a new engine derive from the first event again.  Written in the run's transaction, like
-every other derived row.
+(the rules file's SHA-256 and the format version).  A checkpoint of another basis is never
+used: new rules or a new engine derive from the first event again.  Written in the run's
+transaction, like every other derived row.
 """
 
 from __future__ import annotations

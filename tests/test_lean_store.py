@@ -15,7 +15,7 @@ import sys
 import zlib
 from pathlib import Path
 
-from builders import init_books, read_store, sub, use
+from builders import Poster, init_books, read_store, sub, use
 
 from ledger_engine.post import post
 from ledger_engine.reconcile import reconcile
@@ -129,3 +129,30 @@ def test_a_schema_3_store_is_upgraded_with_every_raw_line(tmp_path):
         )
     finally:
         db.close()
+
+
+def test_a_conversation_classified_once_has_no_history_rows_until_it_changes(tmp_path):
+    books = init_books(tmp_path / "books")
+    poster = Poster(books, tmp_path)
+    poster([sub("acme", "2026-11-01T08:00:00Z", "boost"),
+            use("acme", "2026-11-02T10:00:00Z", "c1")], "2026-11-02")  # fmt: skip
+    poster([use("acme", "2026-11-03T10:00:00Z", "c2")], "2026-11-03")
+    with read_store(books) as db:
+        assert db.execute("SELECT count(*) FROM conversation_history").fetchone()[0] == 0
+        assert [c.run_id for c in queries.conversation_history(db, "acme", "c1")] == [1]
+        assert set(queries.classifications_as_of(db, "acme", 1)) == {"c1"}
+    poster([use("acme", "2026-11-04T10:00:00Z", "c1", "autopilot")], "2026-11-04")
+    # a cancellation before c2's first event: c2 is no longer rated
+    poster([{"id": "x", "type": "cancellation", "customer": "acme",
+             "at": "2026-11-02T12:00:00Z"}], "2026-11-04")  # fmt: skip
+    with read_store(books) as db:
+        c1 = queries.conversation_history(db, "acme", "c1")
+        c2 = queries.conversation_history(db, "acme", "c2")
+        as_of_2 = queries.classifications_as_of(db, "acme", 2)
+        as_of_4 = queries.classifications_as_of(db, "acme", 4)
+    # the cancellation also rejects c1's autopilot event: it is a suggested reply again
+    kinds = [(1, "suggested_reply"), (3, "autopilot"), (4, "suggested_reply")]
+    assert [(c.run_id, c.kind) for c in c1] == kinds
+    assert [(c.run_id, c.status) for c in c2] == [(2, "included"), (4, "gone")]
+    assert as_of_2["c1"].kind == "suggested_reply" and as_of_2["c2"].status == "included"
+    assert as_of_4["c1"].kind == "suggested_reply" and as_of_4["c2"].status == "gone"

@@ -115,6 +115,9 @@ def _upgrade(db: sqlite_utils.Database) -> None:
         "ALTER TABLE events RENAME TO events_before_4;\n" + SCHEMA_SQL
     )
     _lean_events(db)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
+    if "run_id" not in columns:
+        db.execute("ALTER TABLE conversations ADD COLUMN run_id INTEGER NOT NULL DEFAULT 0")
     views.create_views(db)
     set_meta(db, "schema_version", SCHEMA_VERSION)
     db.conn.commit()

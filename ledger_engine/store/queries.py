@@ -404,7 +404,7 @@ def save_derived_state(
     ``since``: the day a resumed derivation started at (it replaces only what it derived);
     None for a derivation from the first event (it replaces everything).
     """
-    _record_classification_changes(db, customer, rating, run_id, since)
+    classified_in = _record_classification_changes(db, customer, rating, run_id, since)
     verdict_runs = _verdict_runs(db, customer, since)
     if since is None:
         for table in ("verdicts", "conversations", "lots", "periods"):
@@ -423,7 +423,8 @@ def save_derived_state(
     ))  # fmt: skip
     insert_dicts(db, "conversations", (
         {**c._asdict(), "customer": customer, "period_start": c.period_start.isoformat(),
-         "period_end": _iso(c.period_end), "day": c.day.isoformat()}
+         "period_end": _iso(c.period_end), "day": c.day.isoformat(),
+         "run_id": classified_in[c.conversation]}
         for c in rating.conversations
     ))  # fmt: skip
     insert_dicts(db, "lots", (
@@ -445,28 +446,53 @@ GONE = "gone"  # the status of a conversation no longer rated (its events were r
 
 def _record_classification_changes(
     db, customer: str, rating: Rating, run_id: int, since: datetime.date | None
-) -> None:
+) -> dict[str, int]:
+    """Records how this run's classification of each conversation differs from the last
+    one; returns the run each conversation's classification is from.
+
+    A conversation classified once has no history rows (its ``conversations`` row holds
+    the run that classified it); at its first change, the earlier classification is
+    written to ``conversation_history`` too, so the history is whole from then on.
+    """
     old = {
-        row[0]: tuple(row[1:])
+        row[0]: (row[1], tuple(row[2:]))
         for row in db.execute(
-            f"SELECT conversation, {_CLASSIFICATION} FROM conversations "
+            f"SELECT conversation, run_id, {_CLASSIFICATION} FROM conversations "
             "WHERE customer = ? AND day >= ?",
             [customer, _iso(since) or ""],
         )
     }
-    rows = []
+    runs: dict[str, int] = {}
+    changes: list[tuple[str, int, tuple, tuple]] = []  # conversation, old run, old, new
     for c in rating.conversations:
         new = (c.day.isoformat(), c.period_start.isoformat(), c.kind, c.status, c.price,
                c.rules_version)  # fmt: skip
-        if old.pop(c.conversation, None) != new:
-            rows.append((customer, c.conversation, run_id, *new))
-    for conversation, (day, period_start, kind, _, _, version) in old.items():
-        rows.append((customer, conversation, run_id, day, period_start, kind, GONE, 0, version))
+        old_run, old_classification = old.pop(c.conversation, (None, None))
+        if old_classification == new:
+            runs[c.conversation] = old_run
+            continue
+        runs[c.conversation] = run_id
+        if old_classification is not None:
+            changes.append((c.conversation, old_run, old_classification, new))
+    for conversation, (old_run, classification) in old.items():
+        day, period_start, kind, _, _, version = classification
+        changes.append((conversation, old_run, classification,
+                        (day, period_start, kind, GONE, 0, version)))  # fmt: skip
+    rows = []
+    for conversation, old_run, old_classification, new in changes:
+        has_history = db.execute(
+            "SELECT 1 FROM conversation_history WHERE customer = ? AND conversation = ? LIMIT 1",
+            [customer, conversation],
+        ).fetchone()
+        if has_history is None:
+            rows.append((customer, conversation, old_run, *old_classification))
+        rows.append((customer, conversation, run_id, *new))
     db.conn.executemany(
         f"INSERT OR REPLACE INTO conversation_history (customer, conversation, run_id, "
         f"{_CLASSIFICATION}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+    return runs
 
 
 def verdicts(db: sqlite_utils.Database) -> dict[str, str]:
@@ -979,9 +1005,9 @@ class Classification(NamedTuple):
 def classifications_as_of(
     db: sqlite_utils.Database, customer: str, run_id: int
 ) -> dict[str, Classification]:
-    """Each conversation of a customer as run ``run_id`` saw it (its latest classification
-    at or before that run).  Falls back to the current classification for conversations
-    with no history (books from before schema 3), marked run 0."""
+    """Each conversation of a customer as run ``run_id`` saw it: its latest classification
+    at or before that run, from its history rows and its current row (which holds the run
+    that classified it so; run 0: books from before schema 3)."""
     seen: dict[str, Classification] = {}
     for row in db.execute(
         f"SELECT conversation, run_id, {_CLASSIFICATION} FROM conversation_history "
@@ -989,14 +1015,12 @@ def classifications_as_of(
         [customer, run_id],
     ):
         seen[row[0]] = Classification(*row)
-    history = db.execute(
-        "SELECT 1 FROM conversation_history WHERE customer = ? LIMIT 1", [customer]
-    ).fetchone()
-    if history is None:
-        for row in db.execute(
-            f"SELECT conversation, 0, {_CLASSIFICATION} FROM conversations WHERE customer = ?",
-            [customer],
-        ):
+    for row in db.execute(
+        f"SELECT conversation, run_id, {_CLASSIFICATION} FROM conversations "
+        "WHERE customer = ? AND run_id <= ?",
+        [customer, run_id],
+    ):
+        if row[0] not in seen or row[1] >= seen[row[0]].run_id:
             seen[row[0]] = Classification(*row)
     return seen
 
@@ -1014,12 +1038,23 @@ def conversation_customers(db: sqlite_utils.Database, conversation: str) -> list
 def conversation_history(
     db: sqlite_utils.Database, customer: str, conversation: str
 ) -> list[Classification]:
-    rows = db.execute(
-        f"SELECT conversation, run_id, {_CLASSIFICATION} FROM conversation_history "
-        "WHERE customer = ? AND conversation = ? ORDER BY run_id",
+    """Every classification of a conversation, by run (one if it never changed)."""
+    history = [
+        Classification(*row)
+        for row in db.execute(
+            f"SELECT conversation, run_id, {_CLASSIFICATION} FROM conversation_history "
+            "WHERE customer = ? AND conversation = ? ORDER BY run_id",
+            [customer, conversation],
+        )
+    ]
+    current = db.execute(
+        f"SELECT conversation, run_id, {_CLASSIFICATION} FROM conversations "
+        "WHERE customer = ? AND conversation = ?",
         [customer, conversation],
-    )
-    return [Classification(*row) for row in rows]
+    ).fetchone()
+    if current is not None and (not history or current[1] > history[-1].run_id):
+        history.append(Classification(*current))
+    return history
 
 
 class RawEvent(NamedTuple):

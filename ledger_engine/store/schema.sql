@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     period_end TEXT, day TEXT NOT NULL, first_at TEXT NOT NULL, first_event TEXT NOT NULL,
     kind TEXT NOT NULL, status TEXT NOT NULL, price INTEGER NOT NULL,
     rules_version TEXT NOT NULL, events INTEGER NOT NULL,
+    run_id INTEGER NOT NULL DEFAULT 0,  -- the run that classified it so (schema 4)
     PRIMARY KEY (customer, conversation)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS periods (
@@ -82,8 +83,10 @@ CREATE TABLE IF NOT EXISTS closed_months (
     month TEXT PRIMARY KEY, closed_at TEXT NOT NULL, run_id INTEGER NOT NULL,
     files TEXT NOT NULL
 );
--- Schema 3: how each run classified each conversation, a row whenever that changed, so an
--- auditor can see a posting's conversations as the run that posted it saw them.
+-- Schema 3: how each run classified each conversation, so an auditor can see a posting's
+-- conversations as the run that posted it saw them.  Schema 4: rows only for conversations
+-- whose classification changed (from the first classification on); one classified once
+-- has its run in conversations.run_id.
 CREATE TABLE IF NOT EXISTS conversation_history (
     customer TEXT NOT NULL, conversation TEXT NOT NULL, run_id INTEGER NOT NULL,
     day TEXT NOT NULL, period_start TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,

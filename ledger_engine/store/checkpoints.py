@@ -29,7 +29,7 @@ from ledger_engine.core.model import (
 FORMAT = "2"  # the version of the stored document; another one is never read
 # Checkpoints of days that are not a month's first day are kept this long after the last
 # day posted (late events reach a few days back; month starts are kept for ever).
-KEEP_DAILY = datetime.timedelta(days=14)
+KEEP_DAILY = datetime.timedelta(days=7)
 
 
 def basis(rules_bytes: bytes) -> str:

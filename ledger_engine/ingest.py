@@ -1,30 +1,37 @@
-"""Ingest: read event files, apply the schema checks, dedupe by id, store (SPEC §2).
+"""Ingest: store checked event files, dedupe by id (SPEC §2).
 
-Streams each file in bounded batches; nothing is held for the whole file.  Writes go into
-the caller's open transaction, so an interrupted run leaves no event half-ingested.
+Each input comes in bounded batches from :mod:`ledger_engine.reading` (checked inline or in
+a reader process); nothing is held for the whole file.  Every input is kept once, as
+compressed blocks of its lines.  Writes go into the caller's open transaction, so an
+interrupted run leaves no event half-ingested.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import sys
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
 from ledger_engine.books.files import sha256_file
-from ledger_engine.core import events
 from ledger_engine.core.errors import InputFileError
 from ledger_engine.core.model import ID_CONFLICT, Line, Rejection
+from ledger_engine.reading import (
+    Batch,
+    Done,
+    ReadContext,
+    batches_of_file,
+    read_batches,
+    use_process,
+)
 from ledger_engine.store import queries
-from ledger_engine.store.queries import INSERT_BATCH_SIZE
 
 STDIN_NAME = "<stdin>"
 
@@ -38,54 +45,38 @@ class IngestResult(NamedTuple):
     inputs: tuple[dict, ...]  # {"file", "sha256", "lines"} per input
 
 
-class _HashingReader:
-    """Wraps a binary stream, hashing every byte read (for the run log) and keeping the
-    bytes read since the last :meth:`take` (the input's next block)."""
-
-    def __init__(self, stream: BinaryIO):
-        self.stream = stream
-        self.sha = hashlib.sha256()
-        self.pending: list[bytes] = []
-
-    def readline(self, limit: int = -1) -> bytes:
-        data = self.stream.readline(limit)
-        self.sha.update(data)
-        self.pending.append(data)
-        return data
-
-    def take(self) -> bytes:
-        data, self.pending = b"".join(self.pending), []
-        return data
-
-
 class _Blocks:
     """Stores an input file in compressed blocks of whole lines.  zlib releases the GIL, so
-    a thread compresses a block while the main thread checks the next lines."""
+    a thread compresses a block while the main thread stores the next lines."""
 
     def __init__(self, db: sqlite_utils.Database, pool: ThreadPoolExecutor):
         self.db = db
         self.pool = pool
-        self.next = queries.next_block(db)
         self.waiting: list[tuple[int, str, int, Future]] = []
 
-    def add(self, name: str, first_line: int, data: bytes) -> int:
-        """Queues the block of lines ``first_line`` on; returns its number."""
-        block, self.next = self.next, self.next + 1
-        future = self.pool.submit(zlib.compress, data, queries.BLOCK_LEVEL)
-        self.waiting.append((block, name, first_line, future))
-        if len(self.waiting) > 2:  # bounded: at most two blocks wait in memory
-            self.store(self.waiting.pop(0))
-        return block
+    def next(self) -> int:
+        """The number the next input's first block gets."""
+        self.flush()
+        return queries.next_block(self.db)
 
-    def store(self, item: tuple[int, str, int, Future]) -> None:
+    def add(self, name: str, batch: Batch) -> None:
+        future = self.pool.submit(zlib.compress, batch.data, queries.BLOCK_LEVEL)
+        self.waiting.append((batch.block, name, batch.first_line, future))
+        if len(self.waiting) > 2:  # bounded: at most two blocks wait in memory
+            self._store(self.waiting.pop(0))
+
+    def _store(self, item: tuple[int, str, int, Future]) -> None:
         block, name, first_line, future = item
         queries.insert_block(self.db, block, name, first_line, future.result())
 
+    def flush(self) -> None:
+        for item in self.waiting:
+            self._store(item)
+        self.waiting = []
+
     def finish(self, first_block: int, sha256: str) -> None:
         """Stores the blocks still waiting and names the input they all belong to."""
-        for item in self.waiting:
-            self.store(item)
-        self.waiting = []
+        self.flush()
         queries.set_block_input(self.db, first_block, sha256)
 
 
@@ -97,9 +88,11 @@ class _Ingester:
         currency: str,
         zone: ZoneInfo,
         blocks: _Blocks,
+        progress: Callable[[int], None],
     ):
         self.db = db
         self.blocks = blocks
+        self.progress = progress
         self.run_id = run_id
         self.currency = currency
         self.zone = zone
@@ -107,59 +100,51 @@ class _Ingester:
         self.new_events = 0
         self.duplicates = 0
         self.rejected: Counter = Counter()
-        self.customers: dict[str, datetime.date] = {}
+        self.customers: dict[str, str] = {}  # customer -> the earliest day (ISO) of new events
 
-    def _touch(self, event) -> None:
-        earliest = self.customers.get(event.customer)
-        if earliest is None or event.day < earliest:
-            self.customers[event.customer] = event.day
+    def _touch(self, customer: str, day: str) -> None:
+        earliest = self.customers.get(customer)
+        if earliest is None or day < earliest:
+            self.customers[customer] = day
 
-    def flush(self, batch: list[Line], block: int) -> None:
-        valid = [line for line in batch if line.event is not None]
-        known = queries.known_event_contents(self.db, list({line.event.id for line in valid}))
-        rows, quarantined = [], []
-        for line in batch:
-            if line.event is None:
-                quarantined.append(queries.quarantine_row(line, line.rejection, self.run_id))
-                self.rejected[line.rejection.reason] += 1
-                continue
-            content = queries.content_key(line.content_sha)
-            stored = known.get(line.event.id)
+    def flush(self, name: str, batch: Batch) -> None:
+        """Stores a batch: its block, its new events, its rejections and id conflicts."""
+        self.blocks.add(name, batch)
+        self.read += batch.lines
+        known = queries.known_event_contents(self.db, list({row[0] for row, _ in batch.events}))
+        rows, quarantined = [], list(batch.rejected)
+        for row in batch.rejected:
+            self.rejected[row["reason"]] += 1
+        for row, raw in batch.events:
+            event_id, customer, day, content = row[0], row[2], row[4], row[6]
+            stored = known.get(event_id)
             if stored == content:
                 self.duplicates += 1
             elif stored is not None:
                 conflict = Rejection(
-                    ID_CONFLICT, "id", "id already ingested with other content", line.event.id
+                    ID_CONFLICT, "id", "id already ingested with other content", event_id
                 )
+                line = Line(name, row[8], raw, None, None, None)
                 quarantined.append(queries.quarantine_row(line, conflict, self.run_id))
                 self.rejected[ID_CONFLICT] += 1
             else:
-                known[line.event.id] = content
-                rows.append(queries.event_row(line, block, self.run_id))
-                self._touch(line.event)
+                known[event_id] = content
+                rows.append(row)
+                self._touch(customer, day)
         if rows:
             queries.insert_events(self.db, rows)
             self.new_events += len(rows)
         if quarantined:
             queries.insert_quarantine(self.db, quarantined)
 
-    def ingest_stream(
-        self, stream: _HashingReader, name: str, progress: Callable[[int], None]
-    ) -> None:
-        batch: list[Line] = []
-        first_line = 1
-        for number, raw in events.read_lines(stream):
-            self.read += 1
-            batch.append(events.check_line(raw, name, number, self.currency, self.zone))
-            if len(batch) >= INSERT_BATCH_SIZE:
-                self.flush(batch, self.blocks.add(name, first_line, stream.take()))
-                first_line = number + 1
-                progress(len(batch))
-                batch = []
-        rest = stream.take()
-        if batch or rest:
-            self.flush(batch, self.blocks.add(name, first_line, rest))
-        progress(len(batch))
+    def ingest_batches(self, batches: Iterable[Batch | Done], name: str, progress) -> str:
+        """Stores every batch of one input; returns its SHA-256."""
+        for item in batches:
+            if isinstance(item, Done):
+                return item.sha256
+            self.flush(name, item)
+            progress(item.lines)
+        raise AssertionError("an input's batches end with Done")
 
 
 def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInput, progress):
@@ -176,13 +161,14 @@ def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInpu
     return {"file": path, "sha256": known.sha256, "lines": known.lines, "already_ingested": True}
 
 
-def _ingest_one(ingester: _Ingester, stream: BinaryIO, name: str, progress) -> dict:
+def _ingest_one(ingester: _Ingester, name: str, batches_of) -> dict:
+    """Ingests one input from ``batches_of(context)`` (its batches, inline or from a reader
+    process) and records it."""
     read, valid_before = ingester.read, ingester.new_events + ingester.duplicates
     rejected_before = Counter(ingester.rejected)
-    reader = _HashingReader(stream)
-    first_block = ingester.blocks.next
-    ingester.ingest_stream(reader, name, progress)
-    sha256 = reader.sha.hexdigest()
+    first_block = ingester.blocks.next()
+    context = ReadContext(name, ingester.currency, ingester.zone, ingester.run_id, first_block)
+    sha256 = ingester.ingest_batches(batches_of(context), name, ingester.progress)
     ingester.blocks.finish(first_block, sha256)
     rejected = ingester.rejected - rejected_before
     valid = ingester.new_events + ingester.duplicates - valid_before + rejected[ID_CONFLICT]
@@ -190,15 +176,18 @@ def _ingest_one(ingester: _Ingester, stream: BinaryIO, name: str, progress) -> d
     return {"file": name, "sha256": sha256, "lines": ingester.read - read}
 
 
-def _ingest_path(ingester: _Ingester, path: str, progress) -> dict:
+def _ingest_path(ingester: _Ingester, path: str) -> dict:
     if path == "-":
-        return _ingest_one(ingester, sys.stdin.buffer, STDIN_NAME, progress)
+        stream = sys.stdin.buffer
+        return _ingest_one(ingester, STDIN_NAME, lambda context: read_batches(stream, context))
     try:
         known = queries.known_input(ingester.db, sha256_file(Path(path)))
         if known is not None:
-            return _replay_known_input(ingester, path, known, progress)
+            return _replay_known_input(ingester, path, known, ingester.progress)
+        if use_process(path):
+            return _ingest_one(ingester, path, lambda context: batches_of_file(path, context))
         with Path(path).open("rb") as stream:
-            return _ingest_one(ingester, stream, path, progress)
+            return _ingest_one(ingester, path, lambda context: read_batches(stream, context))
     except OSError as error:
         raise InputFileError(f"cannot read {path}: {error.strerror or error}") from error
 
@@ -228,13 +217,13 @@ def ingest_files(
         InputFileError: an input file cannot be read.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="compress") as pool:
-        ingester = _Ingester(db, run_id, currency, zone, _Blocks(db, pool))
-        inputs = [_ingest_path(ingester, path, progress) for path in paths]
+        ingester = _Ingester(db, run_id, currency, zone, _Blocks(db, pool), progress)
+        inputs = [_ingest_path(ingester, path) for path in paths]
     return IngestResult(
         read=ingester.read,
         new_events=ingester.new_events,
         duplicates=ingester.duplicates,
         schema_rejected=ingester.rejected,
-        customers=ingester.customers,
+        customers={c: datetime.date.fromisoformat(d) for c, d in ingester.customers.items()},
         inputs=tuple(inputs),
     )

@@ -262,6 +262,12 @@ def check_document(
         return None, Rejection(INVALID_FIELD, error.field, error.detail, event_id)
 
 
+def content_key(canonical: bytes) -> int:
+    """What identifies an event's content: the first 8 bytes of the SHA-256 of its
+    canonical JSON, as a signed integer (a re-sent id with another key is a conflict)."""
+    return int.from_bytes(hashlib.sha256(canonical).digest()[:8], "big", signed=True)
+
+
 def _parse(raw: bytes) -> tuple[object, bytes]:
     """The parsed value and the canonical text whose SHA-256 identifies the content.
 
@@ -284,8 +290,8 @@ def check_line(raw: bytes, file: str, number: int, currency: str, zone: ZoneInfo
         rejection = Rejection(MALFORMED_JSON, None, f"not valid JSON: {str(error)[:200]}")
         return Line(file, number, text, None, None, rejection)
     event, rejection = check_document(document, currency, zone)
-    content_sha = hashlib.sha256(canonical).hexdigest() if event else None
-    return Line(file, number, text, event, content_sha, rejection)
+    content = content_key(canonical) if event else None
+    return Line(file, number, text, event, content, rejection)
 
 
 def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:

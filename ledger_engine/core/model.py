@@ -180,7 +180,7 @@ class Line(NamedTuple):
     number: int
     raw: str
     event: Event | None
-    content_sha: str | None
+    content: int | None  # the content key: the first 8 bytes of SHA-256(canonical JSON)
     rejection: Rejection | None
 
 

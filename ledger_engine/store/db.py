@@ -16,7 +16,7 @@ import sqlite_utils
 
 from ledger_engine.core.errors import NoBooks, StoreError, StoreSchemaMismatch
 from ledger_engine.store import views
-from ledger_engine.store.queries import content_key, get_meta, set_meta
+from ledger_engine.store.queries import content_key_of_hex, get_meta, set_meta
 
 STORE_NAME = "state.sqlite"
 SCHEMA_VERSION = "4"
@@ -153,7 +153,7 @@ def _lean_events(db: sqlite_utils.Database) -> None:
                 at,
                 day,
                 fields,
-                content_key(sha),
+                content_key_of_hex(sha),
                 blocks[(file, run)],
                 line,
                 run,

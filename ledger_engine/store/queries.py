@@ -112,8 +112,9 @@ EVENT_INSERT = (
 )
 
 
-def content_key(content_sha: str) -> int:
-    """The stored form of an event's content SHA-256 (hex): its first 8 bytes, signed."""
+def content_key_of_hex(content_sha: str) -> int:
+    """The content key (:func:`ledger_engine.core.events.content_key`) of a SHA-256 in hex
+    (the form stores before schema 4 kept)."""
     return int.from_bytes(bytes.fromhex(content_sha[:16]), "big", signed=True)
 
 
@@ -139,7 +140,7 @@ def event_row(line: Line, block: int, run_id: int) -> tuple:
     fields = orjson.dumps(typed).decode()
     return (
         event.id, event.type, event.customer, event.at, event.day.isoformat(), fields,
-        content_key(line.content_sha), block, line.number, run_id,
+        line.content, block, line.number, run_id,
     )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import functools
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -72,6 +73,7 @@ def parse_month(text: str) -> datetime.date:
     return datetime.date(int(text[:4]), int(text[5:]), 1)
 
 
+@functools.lru_cache(maxsize=4096)
 def add_months(day: datetime.date, months: int, anchor_day: int | None = None) -> datetime.date:
     """``day`` moved by whole months, the day of month clamped to the month's end.
 
@@ -116,6 +118,7 @@ def billing_month_start(anchor: datetime.date, day: datetime.date) -> datetime.d
     return start
 
 
+@functools.lru_cache(maxsize=4096)  # many conversations share an anchor and a day
 def period_bounds(
     anchor: datetime.date, interval: str, day: datetime.date
 ) -> tuple[datetime.date, datetime.date]:

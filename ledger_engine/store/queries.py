@@ -260,29 +260,41 @@ def record_input(db, sha256: str, lines: int, valid: int, rejected: dict, name: 
     )
 
 
+# The typed fields are stored without their trailing nulls: the nulls that complete each length.
+_PADDING = [(None,) * (len(EVENT_TYPED_FIELDS) - n) for n in range(len(EVENT_TYPED_FIELDS) + 1)]
+
+
 def _padded(typed: list) -> list:
-    """Typed fields stored by an engine that had fewer of them: the later ones are None."""
-    return [*typed, *[None] * (len(EVENT_TYPED_FIELDS) - len(typed))]
+    """The typed fields as stored, completed with the trailing nulls left out."""
+    return [*typed, *_PADDING[len(typed)]]
+
+
+def _events_of_rows(rows, result: dict[str, list[Event]]) -> None:
+    """Appends an Event per ``(id, type, customer, at, day, fields)`` row to its customer's
+    list (the hot path of a night: dates parsed once per day, no per-row helper calls)."""
+    days: dict[str, datetime.date] = {}
+    new, loads, padding = tuple.__new__, orjson.loads, _PADDING
+    for event_id, event_type, customer, at, day_text, fields in rows:
+        day = days.get(day_text)
+        if day is None:
+            day = days[day_text] = datetime.date.fromisoformat(day_text)
+        typed = loads(fields)
+        result[customer].append(
+            new(Event, (event_id, event_type, customer, at, day, *typed, *padding[len(typed)]))
+        )
 
 
 def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str, list[Event]]:
     """Every schema-valid event of each customer; one query for the whole chunk."""
     result: dict[str, list[Event]] = {customer: [] for customer in customers}
-    days: dict[str, datetime.date] = {}
-    make, loads, pad = Event._make, orjson.loads, _padded
-    for event_id, event_type, customer, at, day_text, fields in db.conn.execute(
-        # In insertion order per customer; rating sorts by (at, type, id) itself.
-        f"SELECT id, type, customer, at, day, fields FROM events "
-        f"WHERE customer IN ({_marks(customers)}) ORDER BY customer",
-        customers,
-    ):
-        day = days.get(day_text)
-        if day is None:
-            day = days[day_text] = datetime.date.fromisoformat(day_text)
-        typed = loads(fields)
-        if len(typed) != len(EVENT_TYPED_FIELDS):
-            typed = pad(typed)
-        result[customer].append(make((event_id, event_type, customer, at, day, *typed)))
+    _events_of_rows(
+        db.conn.execute(
+            f"SELECT id, type, customer, at, day, fields FROM events "
+            f"WHERE customer IN ({_marks(customers)}) ORDER BY customer",
+            customers,
+        ),
+        result,
+    )
     return result
 
 
@@ -290,14 +302,16 @@ def customer_events_since(
     db: sqlite_utils.Database, customer: str, day: datetime.date
 ) -> list[Event]:
     """The schema-valid events of one customer from ``day`` on."""
-    return [
-        _event_of(*row)
-        for row in db.conn.execute(
+    result: dict[str, list[Event]] = {customer: []}
+    _events_of_rows(
+        db.conn.execute(
             "SELECT id, type, customer, at, day, fields FROM events "
             "WHERE customer = ? AND day >= ?",
             [customer, day.isoformat()],
-        )
-    ]
+        ),
+        result,
+    )
+    return result[customer]
 
 
 def event(db: sqlite_utils.Database, event_id: str) -> Event | None:
@@ -390,6 +404,13 @@ def _delete_derived_since(db: sqlite_utils.Database, customer: str, since: datet
     db.execute("DELETE FROM lots WHERE customer = ? AND day >= ?", [customer, day])
 
 
+_CONVERSATION_INSERT = (
+    "INSERT INTO conversations (customer, conversation, period_start, period_end, day, "
+    "first_at, first_event, kind, status, price, rules_version, events, run_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def save_derived_state(
     db: sqlite_utils.Database,
     customer: str,
@@ -422,10 +443,10 @@ def save_derived_state(
          "run_id": verdict_runs.get((event_id, reason), run_id)}
         for event_id, reason in {**rating.verdicts, **wallet.verdicts}.items()
     ))  # fmt: skip
-    insert_dicts(db, "conversations", (
-        {**c._asdict(), "customer": customer, "period_start": c.period_start.isoformat(),
-         "period_end": _iso(c.period_end), "day": c.day.isoformat(),
-         "run_id": classified_in[c.conversation]}
+    db.conn.executemany(_CONVERSATION_INSERT, (
+        (customer, c.conversation, c.period_start.isoformat(), _iso(c.period_end),
+         c.day.isoformat(), c.first_at, c.first_event, c.kind, c.status, c.price,
+         c.rules_version, c.events, classified_in[c.conversation])
         for c in rating.conversations
     ))  # fmt: skip
     insert_dicts(db, "lots", (

@@ -111,12 +111,14 @@ class _Ingester:
         """Stores a batch: its block, its new events, its rejections and id conflicts."""
         self.blocks.add(name, batch)
         self.read += batch.lines
-        known = queries.known_event_contents(self.db, list({row[0] for row, _ in batch.events}))
+        ids = list({row[queries.ROW_ID] for row, _ in batch.events})
+        known = queries.known_event_contents(self.db, ids)
         rows, quarantined = [], list(batch.rejected)
         for row in batch.rejected:
             self.rejected[row["reason"]] += 1
         for row, raw in batch.events:
-            event_id, customer, day, content = row[0], row[2], row[4], row[6]
+            event_id, customer = row[queries.ROW_ID], row[queries.ROW_CUSTOMER]
+            day, content = row[queries.ROW_DAY], row[queries.ROW_CONTENT]
             stored = known.get(event_id)
             if stored == content:
                 self.duplicates += 1
@@ -124,7 +126,7 @@ class _Ingester:
                 conflict = Rejection(
                     ID_CONFLICT, "id", "id already ingested with other content", event_id
                 )
-                line = Line(name, row[8], raw, None, None, None)
+                line = Line(name, row[queries.ROW_LINE], raw, None, None, None)
                 quarantined.append(queries.quarantine_row(line, conflict, self.run_id))
                 self.rejected[ID_CONFLICT] += 1
             else:

@@ -156,3 +156,21 @@ def test_a_conversation_classified_once_has_no_history_rows_until_it_changes(tmp
     assert [(c.run_id, c.status) for c in c2] == [(2, "included"), (4, "gone")]
     assert as_of_2["c1"].kind == "suggested_reply" and as_of_2["c2"].status == "included"
     assert as_of_4["c1"].kind == "suggested_reply" and as_of_4["c2"].status == "gone"
+
+
+def test_events_are_found_by_id_even_when_their_id_keys_collide(tmp_path, monkeypatch):
+    """Every id gets the same 8-byte key: lookups still tell the events apart by id."""
+    monkeypatch.setattr(queries, "id_key", lambda event_id: 7)
+    books = init_books(tmp_path / "books")
+    poster = Poster(books, tmp_path)
+    events = [sub("acme", "2026-11-01T08:00:00Z", "boost"),
+              use("acme", "2026-11-02T10:00:00Z", "c1"), use("ghost", "2026-11-02T11:00:00Z", "g")]  # fmt: skip
+    poster(events, "2026-11-02")
+    again = poster([events[1], {**events[2], "feature": "autopilot"}], "2026-11-02")
+    assert (again.duplicates, again.rejected) == (1, {"id_conflict": 1})
+    with read_store(books) as db:
+        assert queries.raw_event(db, events[1]["id"]).raw == json.dumps(events[1])
+        assert queries.event(db, events[2]["id"]).customer == "ghost"
+        rating = [r for r in queries.rejections(db) if r["kind"] == "rating"]
+    assert [(r["event_id"], r["reason"]) for r in rating] == [(events[2]["id"], "unknown_customer")]
+    assert reconcile(books).ok

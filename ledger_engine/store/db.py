@@ -16,7 +16,13 @@ import sqlite_utils
 
 from ledger_engine.core.errors import NoBooks, StoreError, StoreSchemaMismatch
 from ledger_engine.store import views
-from ledger_engine.store.queries import content_key_of_hex, get_meta, set_meta
+from ledger_engine.store.queries import (
+    EVENT_INSERT,
+    content_key_of_hex,
+    get_meta,
+    id_key,
+    set_meta,
+)
 
 STORE_NAME = "state.sqlite"
 SCHEMA_VERSION = "4"
@@ -118,6 +124,13 @@ def _upgrade(db: sqlite_utils.Database) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
     if "run_id" not in columns:
         db.execute("ALTER TABLE conversations ADD COLUMN run_id INTEGER NOT NULL DEFAULT 0")
+    columns = {row[1] for row in db.execute("PRAGMA table_info(verdicts)")}
+    if "event_key" not in columns:
+        db.execute("ALTER TABLE verdicts ADD COLUMN event_key INTEGER NOT NULL DEFAULT 0")
+        db.conn.executemany(
+            "UPDATE verdicts SET event_key = ? WHERE event_id = ?",
+            [(id_key(row[0]), row[0]) for row in db.execute("SELECT event_id FROM verdicts")],
+        )
     views.create_views(db)
     set_meta(db, "schema_version", SCHEMA_VERSION)
     db.conn.commit()
@@ -143,27 +156,16 @@ def _lean_events(db: sqlite_utils.Database) -> None:
         )
         blocks[(file, run_id)] = block
     db.conn.executemany(
-        "INSERT INTO events (id, type, customer, at, day, fields, content, block, line, run_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        EVENT_INSERT,
         (
-            (
-                id_,
-                type_,
-                customer,
-                at,
-                day,
-                fields,
-                content_key_of_hex(sha),
-                blocks[(file, run)],
-                line,
-                run,
-            )
+            (id_, id_key(id_), type_, customer, at, day, fields, content_key_of_hex(sha),
+             blocks[(file, run)], line, run)
             for id_, type_, customer, at, day, fields, sha, file, line, run in db.execute(
                 "SELECT id, type, customer, at, day, fields, content_sha, file, line, run_id "
                 "FROM events_before_4"
             )
         ),
-    )
+    )  # fmt: skip
     db.execute("DROP TABLE events_before_4")
     set_meta(db, "upgraded_from_3", "input files before the upgrade are kept as event lines")
 

@@ -107,9 +107,22 @@ def insert_dicts(db: sqlite_utils.Database, table: str, rows: Iterable[dict], co
 # ---------------------------------------------------------------- events and inputs
 
 EVENT_INSERT = (
-    "INSERT INTO events (id, type, customer, at, day, fields, content, block, line, run_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (id, id_key, type, customer, at, day, fields, content, block, line, "
+    "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Where an events row (EVENT_INSERT's order) holds what ingest reads of it.
+ROW_ID, ROW_CUSTOMER, ROW_DAY, ROW_CONTENT, ROW_LINE = 0, 3, 5, 7, 9
+
+
+def id_key(event_id: str) -> int:
+    """The key events are found by: the first 8 bytes of the SHA-256 of the id, signed."""
+    return int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:8], "big", signed=True)
+
+
+def _by_id(ids: list[str]) -> tuple[str, list]:
+    """The WHERE clause (and its parameters) that finds the events of ``ids``."""
+    keys = [id_key(event_id) for event_id in ids]
+    return f"id_key IN ({_marks(keys)}) AND id IN ({_marks(ids)})", [*keys, *ids]
 
 
 def content_key_of_hex(content_sha: str) -> int:
@@ -121,10 +134,10 @@ def content_key_of_hex(content_sha: str) -> int:
 def known_event_contents(db: sqlite_utils.Database, ids: list[str]) -> dict[str, int]:
     """The content key (:func:`content_key`) of each of ``ids`` already stored."""
     known: dict[str, int] = {}
-    for start in range(0, len(ids), LOOKUP_CHUNK):
-        chunk = ids[start : start + LOOKUP_CHUNK]
+    for start in range(0, len(ids), LOOKUP_CHUNK // 2):
+        where, parameters = _by_id(ids[start : start + LOOKUP_CHUNK // 2])
         for event_id, content in db.execute(
-            f"SELECT id, content FROM events WHERE id IN ({_marks(chunk)})", chunk
+            f"SELECT id, content FROM events WHERE {where}", parameters
         ):
             known[event_id] = content
     return known
@@ -139,8 +152,8 @@ def event_row(line: Line, block: int, run_id: int) -> tuple:
         typed.pop()
     fields = orjson.dumps(typed).decode()
     return (
-        event.id, event.type, event.customer, event.at, event.day.isoformat(), fields,
-        line.content, block, line.number, run_id,
+        event.id, id_key(event.id), event.type, event.customer, event.at,
+        event.day.isoformat(), fields, line.content, block, line.number, run_id,
     )  # fmt: skip
 
 
@@ -324,8 +337,9 @@ def event(db: sqlite_utils.Database, event_id: str) -> Event | None:
     Returns:
         The event with its typed fields, or None if no event with that id is stored.
     """
+    where, parameters = _by_id([event_id])
     row = db.execute(
-        "SELECT id, type, customer, at, day, fields FROM events WHERE id = ?", [event_id]
+        f"SELECT id, type, customer, at, day, fields FROM events WHERE {where}", parameters
     ).fetchone()
     if row is None:
         return None
@@ -355,8 +369,9 @@ def verdict_counts_of_run(db: sqlite_utils.Database, run_id: int) -> dict[str, i
     return dict(
         db.execute(
             # Driven from this run's verdicts (few) so no scan of the events table.
-            "SELECT reason, count(*) FROM verdicts v WHERE v.run_id = ? AND "
-            "(SELECT run_id FROM events WHERE id = v.event_id) = ? GROUP BY reason",
+            "SELECT reason, count(*) FROM verdicts v WHERE v.run_id = ? AND (SELECT run_id "
+            "FROM events e WHERE e.id_key = v.event_key AND e.id = v.event_id) = ? "
+            "GROUP BY reason",
             [run_id, run_id],
         ).fetchall()
     )
@@ -440,7 +455,8 @@ def save_derived_state(
     ))  # fmt: skip
     insert_dicts(db, "verdicts", (
         {"event_id": event_id, "customer": customer, "reason": reason,
-         "run_id": verdict_runs.get((event_id, reason), run_id)}
+         "run_id": verdict_runs.get((event_id, reason), run_id),
+         "event_key": id_key(event_id)}
         for event_id, reason in {**rating.verdicts, **wallet.verdicts}.items()
     ))  # fmt: skip
     db.conn.executemany(_CONVERSATION_INSERT, (
@@ -1105,7 +1121,8 @@ def _raw_events(db, rows) -> list[RawEvent]:
 
 
 def raw_event(db: sqlite_utils.Database, event_id: str) -> RawEvent | None:
-    rows = db.execute(f"SELECT {_RAW_COLUMNS} FROM events WHERE id = ?", [event_id]).fetchall()
+    where, parameters = _by_id([event_id])
+    rows = db.execute(f"SELECT {_RAW_COLUMNS} FROM events WHERE {where}", parameters).fetchall()
     return _raw_events(db, rows)[0] if rows else None
 
 
@@ -1148,7 +1165,7 @@ def rejections(db: sqlite_utils.Database) -> list[dict]:
     rating = []
     for block, line, reason, event_id in db.execute(
         "SELECT e.block, e.line, v.reason, v.event_id FROM verdicts v "
-        "JOIN events e ON e.id = v.event_id"
+        "JOIN events e ON e.id_key = v.event_key AND e.id = v.event_id"
     ):
         file, raw = read(block, line)
         rating.append(("rating", file, line, reason, None, "", event_id, raw))

@@ -5,15 +5,17 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- An event's raw line is in input_blocks (`block`, the file's line number `line`); `content`
 -- is the first 8 bytes of the SHA-256 of its canonical JSON, as a signed integer (a re-sent
 -- id with other content is an id conflict); `fields` holds the typed fields as a JSON array
--- without its trailing nulls.
--- Clustered by (customer, day): a derivation resumed from a checkpoint reads one range.
+-- without its trailing nulls.  Events are found by id through `id_key`, the first 8 bytes of
+-- the SHA-256 of the id (an index of 8-byte keys instead of a second copy of every id;
+-- ingest keeps ids unique), and a customer's events from a day on through
+-- events_customer_day (a derivation resumed from a checkpoint reads those).
 CREATE TABLE IF NOT EXISTS events (
-    id TEXT NOT NULL, customer TEXT NOT NULL, type TEXT NOT NULL, at TEXT NOT NULL,
-    day TEXT NOT NULL, fields TEXT NOT NULL, content INTEGER NOT NULL, block INTEGER NOT NULL,
-    line INTEGER NOT NULL, run_id INTEGER NOT NULL,
-    PRIMARY KEY (customer, day, id)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (id);
+    id TEXT NOT NULL, id_key INTEGER NOT NULL, customer TEXT NOT NULL, type TEXT NOT NULL,
+    at TEXT NOT NULL, day TEXT NOT NULL, fields TEXT NOT NULL, content INTEGER NOT NULL,
+    block INTEGER NOT NULL, line INTEGER NOT NULL, run_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_id_key ON events (id_key);
+CREATE INDEX IF NOT EXISTS events_customer_day ON events (customer, day);
 -- Every input file as read, once: zlib-compressed blocks of whole lines, lines `first_line`
 -- on, of the file read under the name `file`.  The blocks of one input, in order, are its
 -- bytes exactly (reconcile checks them against `input`, its SHA-256); `input` is '' for the
@@ -34,7 +36,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     event_id TEXT PRIMARY KEY, customer TEXT NOT NULL, reason TEXT NOT NULL,
-    run_id INTEGER NOT NULL
+    run_id INTEGER NOT NULL,
+    event_key INTEGER NOT NULL DEFAULT 0  -- the event's id_key (schema 4)
 );
 CREATE INDEX IF NOT EXISTS verdicts_customer ON verdicts (customer);
 CREATE TABLE IF NOT EXISTS conversations (

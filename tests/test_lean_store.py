@@ -163,8 +163,11 @@ def test_events_are_found_by_id_even_when_their_id_keys_collide(tmp_path, monkey
     monkeypatch.setattr(queries, "id_key", lambda event_id: 7)
     books = init_books(tmp_path / "books")
     poster = Poster(books, tmp_path)
-    events = [sub("acme", "2026-11-01T08:00:00Z", "boost"),
-              use("acme", "2026-11-02T10:00:00Z", "c1"), use("ghost", "2026-11-02T11:00:00Z", "g")]  # fmt: skip
+    events = [
+        sub("acme", "2026-11-01T08:00:00Z", "boost"),
+        use("acme", "2026-11-02T10:00:00Z", "c1"),
+        use("ghost", "2026-11-02T11:00:00Z", "g"),
+    ]
     poster(events, "2026-11-02")
     again = poster([events[1], {**events[2], "feature": "autopilot"}], "2026-11-02")
     assert (again.duplicates, again.rejected) == (1, {"id_conflict": 1})

@@ -31,7 +31,7 @@ from ledger_engine.core.errors import InputFileError
 from ledger_engine.store import queries
 from ledger_engine.store.queries import INSERT_BATCH_SIZE
 
-PROCESS_MIN_BYTES = 8 * 1024 * 1024  # below this a reader process costs more than it saves
+PROCESS_MIN_BYTES = 4 * 1024 * 1024  # below this a reader process costs more than it saves
 READER_VARIABLE = "LEDGER_ENGINE_READER"
 # The reader process's program (the batches it pickles name ledger_engine.reading's records).
 READER_COMMAND = (

@@ -105,6 +105,8 @@ class _Ingester:
         self.duplicates = 0
         self.rejected: Counter = Counter()
         self.customers: dict[str, str] = {}  # customer -> the earliest day (ISO) of new events
+        # On books without events (a first night) ids are only looked up among this run's.
+        self.this_run: dict[str, int] | None = None if queries.has_events(db) else {}
 
     def _touch(self, customer: str, day: str) -> None:
         earliest = self.customers.get(customer)
@@ -115,8 +117,11 @@ class _Ingester:
         """Stores a batch: its block, its new events, its rejections and id conflicts."""
         self.blocks.add(name, batch)
         self.read += batch.lines
-        ids = list({row[queries.ROW_ID] for row, _ in batch.events})
-        known = queries.known_event_contents(self.db, ids)
+        if self.this_run is not None:  # the store held no event: only this run's can repeat
+            known = self.this_run
+        else:
+            keyed = {(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row, _ in batch.events}
+            known = queries.known_event_contents(self.db, list(keyed))
         rows, quarantined = [], list(batch.rejected)
         for row in batch.rejected:
             self.rejected[row["reason"]] += 1

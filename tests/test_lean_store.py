@@ -177,3 +177,16 @@ def test_events_are_found_by_id_even_when_their_id_keys_collide(tmp_path, monkey
         rating = [r for r in queries.rejections(db) if r["kind"] == "rating"]
     assert [(r["event_id"], r["reason"]) for r in rating] == [(events[2]["id"], "unknown_customer")]
     assert reconcile(books).ok
+
+
+def test_a_first_night_finds_repeated_ids_across_batches(tmp_path):
+    """On books without events ids are looked up among the run's own: a duplicate and a
+    conflicting id more than a batch apart are still found."""
+    books = init_books(tmp_path / "books")
+    events = [sub("big", "2026-11-01T00:00:00Z", "pro")]
+    events += [use("big", f"2026-11-02T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                   f"c{i}") for i in range(6_000)]  # fmt: skip
+    events += [events[3], {**events[4], "feature": "autopilot"}]
+    result = Poster(books, tmp_path)(events, "2026-11-30")
+    assert (result.duplicates, result.rejected) == (1, {"id_conflict": 1})
+    assert result.accepted == 6_001

@@ -111,7 +111,7 @@ EVENT_INSERT = (
     "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Where an events row (EVENT_INSERT's order) holds what ingest reads of it.
-ROW_ID, ROW_CUSTOMER, ROW_DAY, ROW_CONTENT, ROW_LINE = 0, 3, 5, 7, 9
+ROW_ID, ROW_ID_KEY, ROW_CUSTOMER, ROW_DAY, ROW_CONTENT, ROW_LINE = 0, 1, 3, 5, 7, 9
 
 
 def id_key(event_id: str) -> int:
@@ -131,16 +131,27 @@ def content_key_of_hex(content_sha: str) -> int:
     return int.from_bytes(bytes.fromhex(content_sha[:16]), "big", signed=True)
 
 
-def known_event_contents(db: sqlite_utils.Database, ids: list[str]) -> dict[str, int]:
-    """The content key (:func:`content_key`) of each of ``ids`` already stored."""
+def known_event_contents(
+    db: sqlite_utils.Database, keyed: list[tuple[str, int]]
+) -> dict[str, int]:
+    """The content key (:func:`content_key`) of each event already stored, of ``keyed``:
+    ``(id, id key)`` pairs."""
     known: dict[str, int] = {}
-    for start in range(0, len(ids), LOOKUP_CHUNK // 2):
-        where, parameters = _by_id(ids[start : start + LOOKUP_CHUNK // 2])
+    step = LOOKUP_CHUNK // 2
+    for start in range(0, len(keyed), step):
+        chunk = keyed[start : start + step]
+        ids, keys = [event_id for event_id, _ in chunk], [key for _, key in chunk]
         for event_id, content in db.execute(
-            f"SELECT id, content FROM events WHERE {where}", parameters
+            f"SELECT id, content FROM events WHERE id_key IN ({_marks(keys)}) "
+            f"AND id IN ({_marks(ids)})",
+            [*keys, *ids],
         ):
             known[event_id] = content
     return known
+
+
+def has_events(db: sqlite_utils.Database) -> bool:
+    return db.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
 
 
 def event_row(line: Line, block: int, run_id: int) -> tuple:

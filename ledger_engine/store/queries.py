@@ -199,27 +199,27 @@ def input_blocks(db: sqlite_utils.Database) -> Iterator[tuple[str, str, bytes]]:
     yield from db.execute("SELECT input, file, data FROM input_blocks ORDER BY input, block")
 
 
+def _first_column(db: sqlite_utils.Database, sql: str) -> list:
+    return [row[0] for row in db.execute(sql)]
+
+
 def events_without_lines(db: sqlite_utils.Database) -> list[str]:
-    """Events whose block is missing or ends before their line (a damaged store)."""
-    return [
-        row[0]
-        for row in db.execute(
-            "SELECT e.id FROM events e LEFT JOIN input_blocks b ON b.block = e.block "
-            "WHERE b.block IS NULL OR e.line < b.first_line ORDER BY e.id LIMIT 100"
-        )
-    ]
+    """Events whose block is missing or starts after their line (a damaged store)."""
+    return _first_column(
+        db,
+        "SELECT e.id FROM events e LEFT JOIN input_blocks b ON b.block = e.block "
+        "WHERE b.block IS NULL OR e.line < b.first_line ORDER BY e.id LIMIT 100",
+    )
 
 
 def inputs_without_blocks(db: sqlite_utils.Database) -> list[str]:
     """Input files read (with lines) whose bytes the store does not hold, by SHA-256: none,
     unless the store was upgraded from schema 3 (see :func:`store.db._lean_events`)."""
-    return [
-        row[0]
-        for row in db.execute(
-            "SELECT sha256 FROM input_files WHERE lines > 0 AND sha256 NOT IN "
-            "(SELECT input FROM input_blocks) ORDER BY sha256"
-        )
-    ]
+    return _first_column(
+        db,
+        "SELECT sha256 FROM input_files WHERE lines > 0 AND sha256 NOT IN "
+        "(SELECT input FROM input_blocks) ORDER BY sha256",
+    )
 
 
 class _BlockReader:
@@ -1186,15 +1186,13 @@ def rejections(db: sqlite_utils.Database) -> list[dict]:
 
 def unrated_usage_events(db: sqlite_utils.Database) -> list[str]:
     """Accepted suggested-reply or autopilot events with no rated conversation."""
-    return [
-        row[0]
-        for row in db.execute(
-            "SELECT e.id FROM v_events e LEFT JOIN verdicts v ON v.event_id = e.id "
-            "LEFT JOIN conversations c ON c.customer = e.customer "
-            "AND c.conversation = e.conversation WHERE e.type = 'ai_usage' "
-            "AND e.feature != 'playground' AND v.event_id IS NULL AND c.conversation IS NULL"
-        )
-    ]
+    return _first_column(
+        db,
+        "SELECT e.id FROM v_events e LEFT JOIN verdicts v ON v.event_id = e.id "
+        "LEFT JOIN conversations c ON c.customer = e.customer "
+        "AND c.conversation = e.conversation WHERE e.type = 'ai_usage' "
+        "AND e.feature != 'playground' AND v.event_id IS NULL AND c.conversation IS NULL",
+    )
 
 
 def usage_vs_postings(db: sqlite_utils.Database) -> list[tuple]:

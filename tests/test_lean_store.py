@@ -15,7 +15,7 @@ import sys
 import zlib
 from pathlib import Path
 
-from builders import Poster, init_books, read_store, sub, use
+from builders import Poster, init_books, journal_bytes, read_store, sub, use
 
 from ledger_engine.post import post
 from ledger_engine.reconcile import reconcile
@@ -106,13 +106,16 @@ def test_reconcile_finds_a_changed_block(tmp_path):
 
 
 def test_a_schema_3_store_is_upgraded_with_every_raw_line(tmp_path):
-    (tmp_path / "books").mkdir()
-    shutil.copy(FIXTURES / "store-schema-3.sqlite", tmp_path / "books" / "state.sqlite")
-    with sqlite3.connect(tmp_path / "books" / "state.sqlite") as old:
+    books = tmp_path / "books"
+    shutil.copytree(FIXTURES / "books-schema-3", books)
+    with sqlite3.connect(books / "state.sqlite") as old:
         before = old.execute(
             "SELECT id, customer, type, at, day, file, line, raw, run_id FROM events ORDER BY id"
         ).fetchall()
-    db = open_store(tmp_path / "books")
+        rejected = old.execute(
+            "SELECT (SELECT count(*) FROM verdicts) + (SELECT count(*) FROM quarantine)"
+        ).fetchone()[0]
+    db = open_store(books)
     try:
         assert queries.get_meta(db, "schema_version") == SCHEMA_VERSION
         after = []
@@ -123,12 +126,23 @@ def test_a_schema_3_store_is_upgraded_with_every_raw_line(tmp_path):
                           raw.line, raw.raw, raw.run_id))  # fmt: skip
         assert after == before
         assert queries.events_without_lines(db) == []
-        assert (
-            len(queries.rejections(db))
-            == 9 + db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-        )
+        assert len(queries.rejections(db)) == rejected
     finally:
         db.close()
+
+
+def test_upgraded_books_post_on_as_books_made_by_this_version(tmp_path):
+    """Books of schema 3 (the sample's October and November, made by the engine before
+    schema 4) post December and end byte for byte as the sample books, and reconcile."""
+    books = tmp_path / "books"
+    shutil.copytree(FIXTURES / "books-schema-3", books)
+    events = Path(__file__).resolve().parents[1] / "sample_books" / "events"
+    for name in ("2026-12-late.jsonl", "2026-12-finance.jsonl"):
+        post(books, [str(events / name)], datetime.date(2026, 12, 31))
+    sample = Path(__file__).resolve().parents[1] / "sample_books" / "books"
+    assert journal_bytes(books) == journal_bytes(sample)
+    report = reconcile(books)
+    assert report.ok, report.differences
 
 
 def test_a_conversation_classified_once_has_no_history_rows_until_it_changes(tmp_path):

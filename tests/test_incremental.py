@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from ledger_engine.books import files as books_module
 from ledger_engine.close import close_month
 from ledger_engine.core import dates
-from ledger_engine.post import checkpoint_days, post
+from ledger_engine.derive import checkpoint_days
+from ledger_engine.post import post
 from ledger_engine.reconcile import reconcile
 
 START = datetime.date(2026, 11, 1)

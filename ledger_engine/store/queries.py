@@ -131,9 +131,7 @@ def content_key_of_hex(content_sha: str) -> int:
     return int.from_bytes(bytes.fromhex(content_sha[:16]), "big", signed=True)
 
 
-def known_event_contents(
-    db: sqlite_utils.Database, keyed: list[tuple[str, int]]
-) -> dict[str, int]:
+def known_event_contents(db: sqlite_utils.Database, keyed: list[tuple[str, int]]) -> dict[str, int]:
     """The content key (:func:`content_key`) of each event already stored, of ``keyed``:
     ``(id, id key)`` pairs."""
     known: dict[str, int] = {}

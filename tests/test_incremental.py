@@ -243,3 +243,21 @@ def test_checkpoint_days_are_the_day_after_the_night_and_each_month_start():
         day(2026, 11, 1), day(2026, 12, 1), day(2026, 12, 3),
     ]  # fmt: skip
     assert checkpoint_days(day(2026, 12, 3), day(2026, 12, 2), []) == []
+
+
+def test_new_rules_are_not_read_through_old_checkpoints(tmp_path):
+    """A checkpoint holds what was derived under the rules of its day (here: how much of a
+    period's allowance is left); after the rules file changes, a night derives from the
+    first event, as the full derivation does."""
+    twins = Twins(tmp_path)
+    twins.night(
+        [sub("ann", stamp(0, 1), "essentials")]
+        + [use("ann", stamp(1, 60 + i), f"c{i}") for i in range(3)],
+        START + datetime.timedelta(days=1),
+    )
+    for books in (twins.fast, twins.full):
+        rules = books / "rules.toml"
+        text = rules.read_text()
+        rules.write_text(text.replace("included_monthly = 20", "included_monthly = 2", 1))
+    twins.night([use("ann", stamp(2, 60), "later")], START + datetime.timedelta(days=2))
+    twins.assert_same()

@@ -135,20 +135,22 @@ class Window(NamedTuple):
     events: list[Event]  # its events from the checkpoint's day on (or all)
     posted: dict[tuple[datetime.date, str], PostedState]  # original days from there on
     seen: dict[str, queries.SeenConversation]  # conversations of `events` seen before
+    new: frozenset[str] = frozenset()  # the ids of `events` this run ingested (when resumed)
 
 
 def _rated_conversations(events: list[Event]) -> set[str]:
     return {e.conversation for e in events if e.type == "ai_usage" and e.feature in RATED_FEATURES}
 
 
-def _window_from(db, customer: str, start: Checkpoint) -> Window:
-    events = queries.customer_events_since(db, customer, start.day)
+def _window_from(db, customer: str, start: Checkpoint, run_id: int) -> Window:
+    events, new = queries.customer_events_since(db, customer, start.day, run_id)
     seen = queries.seen_conversations(db, customer, _rated_conversations(events))
     return Window(
         start,
         events,
         queries.posted_state_since(db, customer, start.day),
         {c: s for c, s in seen.items() if s.day < start.day},
+        frozenset(new),
     )
 
 
@@ -168,7 +170,7 @@ def windows_of_chunk(db, chunk: list[str], touched: dict[str, Touched], context:
     events = queries.customer_events(db, whole) if whole else {}
     posted = queries.posted_state(db, whole) if whole else {}
     return {
-        customer: _window_from(db, customer, start)
+        customer: _window_from(db, customer, start, context.run_id)
         if start is not None
         else Window(None, events[customer], posted[customer], {})
         for customer, start in starts.items()
@@ -178,7 +180,7 @@ def windows_of_chunk(db, chunk: list[str], touched: dict[str, Touched], context:
 def _earlier_window(db, customer: str, day: datetime.date, context: RunContext) -> Window:
     start = checkpoint_store.latest(db, customer, context.basis, day)
     if start is not None:
-        return _window_from(db, customer, start)
+        return _window_from(db, customer, start, context.run_id)
     events = queries.customer_events(db, [customer])[customer]
     return Window(None, events, queries.posted_state(db, [customer])[customer], {})
 
@@ -188,10 +190,10 @@ class _WindowCounts(NamedTuple):
     autopilot: Counter  # the same, autopilot events only
 
 
-def _counted_before(db, customer: str, window: Window, run_id: int) -> _WindowCounts:
+def _counted_before(db, customer: str, window: Window) -> _WindowCounts:
     """How the last rating counted the window's events of conversations seen before it (the
     events this run ingested were not rated then; the rejected ones were not counted)."""
-    new, rejected = queries.window_state(db, customer, window.start.day, run_id)
+    new, rejected = window.new, queries.rejected_event_ids(db, customer)
     events, autopilot = Counter(), Counter()
     for event in window.events:
         if (
@@ -234,7 +236,7 @@ def derive_one(db, customer: str, window: Window, context: RunContext):
         )  # fmt: skip
         if not window.seen:
             return derived, window, {}
-        before = _counted_before(db, customer, window, context.run_id)
+        before = _counted_before(db, customer, window)
         changed = _kinds_changed(window, before, derived.rating)
         if not changed:
             deltas = {

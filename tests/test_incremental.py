@@ -195,10 +195,10 @@ def test_a_night_reads_no_event_before_its_checkpoint(tmp_path, monkeypatch):
 
     since = queries.customer_events_since
 
-    def counting(db, customer, day):
-        found = since(db, customer, day)
+    def counting(db, customer, day, run_id):
+        found, new = since(db, customer, day, run_id)
         read.append(len(found))
-        return found
+        return found, new
 
     monkeypatch.setattr(queries, "customer_events_since", counting)
     post(books, [str(tmp_path / "b.jsonl")], START + datetime.timedelta(days=40))

@@ -291,12 +291,14 @@ def _padded(typed: list) -> list:
     return [*typed, *_PADDING[len(typed)]]
 
 
-def _events_of_rows(rows, result: dict[str, list[Event]]) -> None:
-    """Appends an Event per ``(id, type, customer, at, day, fields)`` row to its customer's
-    list (the hot path of a night: dates parsed once per day, no per-row helper calls)."""
+def _events_of_rows(rows, result: dict[str, list[Event]], run_id: int = 0) -> set[str]:
+    """Appends an Event per ``(id, type, customer, at, day, fields, run)`` row to its
+    customer's list (the hot path of a night: dates parsed once per day, no per-row helper
+    calls); returns the ids of the rows of run ``run_id``."""
     days: dict[str, datetime.date] = {}
+    of_run: set[str] = set()
     new, loads, padding = tuple.__new__, orjson.loads, _PADDING
-    for event_id, event_type, customer, at, day_text, fields in rows:
+    for event_id, event_type, customer, at, day_text, fields, run in rows:
         day = days.get(day_text)
         if day is None:
             day = days[day_text] = datetime.date.fromisoformat(day_text)
@@ -304,6 +306,9 @@ def _events_of_rows(rows, result: dict[str, list[Event]]) -> None:
         result[customer].append(
             new(Event, (event_id, event_type, customer, at, day, *typed, *padding[len(typed)]))
         )
+        if run == run_id:
+            of_run.add(event_id)
+    return of_run
 
 
 def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str, list[Event]]:
@@ -311,7 +316,7 @@ def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str
     result: dict[str, list[Event]] = {customer: [] for customer in customers}
     _events_of_rows(
         db.conn.execute(
-            f"SELECT id, type, customer, at, day, fields FROM events "
+            f"SELECT id, type, customer, at, day, fields, run_id FROM events "
             f"WHERE customer IN ({_marks(customers)}) ORDER BY customer",
             customers,
         ),
@@ -321,19 +326,21 @@ def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str
 
 
 def customer_events_since(
-    db: sqlite_utils.Database, customer: str, day: datetime.date
-) -> list[Event]:
-    """The schema-valid events of one customer from ``day`` on."""
+    db: sqlite_utils.Database, customer: str, day: datetime.date, run_id: int
+) -> tuple[list[Event], set[str]]:
+    """The schema-valid events of one customer from ``day`` on, and the ids of those that
+    run ``run_id`` ingested."""
     result: dict[str, list[Event]] = {customer: []}
-    _events_of_rows(
+    of_run = _events_of_rows(
         db.conn.execute(
-            "SELECT id, type, customer, at, day, fields FROM events "
+            "SELECT id, type, customer, at, day, fields, run_id FROM events "
             "WHERE customer = ? AND day >= ?",
             [customer, day.isoformat()],
         ),
         result,
+        run_id,
     )
-    return result[customer]
+    return result[customer], of_run
 
 
 def event(db: sqlite_utils.Database, event_id: str) -> Event | None:
@@ -397,7 +404,12 @@ def _date(text: str | None) -> datetime.date | None:
     return datetime.date.fromisoformat(text) if text else None
 
 
-_VERDICTS_SINCE = "event_id IN (SELECT id FROM events WHERE customer = ? AND day >= ?)"
+# The verdicts of a customer on its events from a day on: driven from its verdicts (few),
+# each joined to its event by the id key, never from a scan of its events.
+_VERDICTS_SINCE = (
+    "event_id IN (SELECT v.event_id FROM verdicts v JOIN events e ON e.id_key = v.event_key "
+    "AND e.id = v.event_id WHERE v.customer = ? AND e.day >= ?)"
+)
 
 
 def _verdict_runs(db, customer: str, since: datetime.date | None) -> dict[tuple, int]:
@@ -631,26 +643,11 @@ def seen_conversations(
     return found
 
 
-def window_state(
-    db: sqlite_utils.Database, customer: str, since: datetime.date, run_id: int
-) -> tuple[set[str], set[str]]:
-    """Of a customer's events from ``since`` on: the ids this run ingested, and the ids
-    the last rating rejected."""
-    day = since.isoformat()
-    new = {
-        row[0]
-        for row in db.execute(
-            "SELECT id FROM events WHERE customer = ? AND day >= ? AND run_id = ?",
-            [customer, day, run_id],
-        )
+def rejected_event_ids(db: sqlite_utils.Database, customer: str) -> set[str]:
+    """The ids of the customer's events its last rating rejected."""
+    return {
+        row[0] for row in db.execute("SELECT event_id FROM verdicts WHERE customer = ?", [customer])
     }
-    rejected = {
-        row[0]
-        for row in db.execute(
-            f"SELECT event_id FROM verdicts WHERE {_VERDICTS_SINCE}", [customer, day]
-        )
-    }
-    return new, rejected
 
 
 def add_conversation_events(db: sqlite_utils.Database, customer: str, deltas: dict[str, int]):

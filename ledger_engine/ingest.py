@@ -34,6 +34,9 @@ from ledger_engine.reading import (
 from ledger_engine.store import queries
 
 STDIN_NAME = "<stdin>"
+# A first night dedupes ids in memory up to this many (about 100 bytes each), then asks
+# the store, which by then holds every event of the run.
+RUN_IDS_IN_MEMORY_MAX = 2_000_000
 
 
 class IngestResult(NamedTuple):
@@ -117,6 +120,8 @@ class _Ingester:
         """Stores a batch: its block, its new events, its rejections and id conflicts."""
         self.blocks.add(name, batch)
         self.read += batch.lines
+        if self.this_run is not None and len(self.this_run) > RUN_IDS_IN_MEMORY_MAX:
+            self.this_run = None  # bounded memory: from here on the store (it has them all)
         if self.this_run is not None:  # the store held no event: only this run's can repeat
             known = self.this_run
         else:

@@ -15,8 +15,10 @@ import sys
 import zlib
 from pathlib import Path
 
+import pytest
 from builders import Poster, init_books, journal_bytes, read_store, sub, use
 
+from ledger_engine import ingest
 from ledger_engine.post import post
 from ledger_engine.reconcile import reconcile
 from ledger_engine.store import queries
@@ -193,9 +195,11 @@ def test_events_are_found_by_id_even_when_their_id_keys_collide(tmp_path, monkey
     assert reconcile(books).ok
 
 
-def test_a_first_night_finds_repeated_ids_across_batches(tmp_path):
-    """On books without events ids are looked up among the run's own: a duplicate and a
-    conflicting id more than a batch apart are still found."""
+@pytest.mark.parametrize("in_memory_max", [2_000_000, 10])
+def test_a_first_night_finds_repeated_ids_across_batches(tmp_path, monkeypatch, in_memory_max):
+    """On books without events ids are looked up among the run's own (then, past a bound,
+    in the store): a duplicate and a conflicting id more than a batch apart are found."""
+    monkeypatch.setattr(ingest, "RUN_IDS_IN_MEMORY_MAX", in_memory_max)
     books = init_books(tmp_path / "books")
     events = [sub("big", "2026-11-01T00:00:00Z", "pro")]
     events += [use("big", f"2026-11-02T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",

@@ -112,21 +112,26 @@ def _walk(events: list[Event], rules: Rules, current: Terms | None):
 
 
 class _Marks:
-    """The days at whose start a pass keeps a copy of its state (in order)."""
+    """The days at whose start a pass keeps a copy of its state (in order).  ``upcoming`` is
+    the next of them (``date.max`` when none is left), so a pass asks for :meth:`due` only
+    on the few events that reach it."""
 
     def __init__(self, days: Sequence[datetime.date]):
         self.days = sorted(days)
         self.next = 0
+        self.upcoming = self.days[0] if self.days else datetime.date.max
 
     def due(self, day: datetime.date) -> list[datetime.date]:
         """The marks up to ``day`` not yet passed (a state is taken before the day)."""
         start = self.next
         while self.next < len(self.days) and self.days[self.next] <= day:
             self.next += 1
+        self.upcoming = self.days[self.next] if self.next < len(self.days) else datetime.date.max
         return self.days[start : self.next]
 
     def rest(self) -> list[datetime.date]:
         start, self.next = self.next, len(self.days)
+        self.upcoming = datetime.date.max
         return self.days[start:]
 
 
@@ -142,8 +147,9 @@ def _apply_trial_cap(
     states: dict[datetime.date, tuple[int, tuple[str, ...]]] = {}
     kept = []
     for event, terms in usage:
-        for day in marks.due(event.day):
-            states[day] = (units, tuple(sorted(holders)))
+        if event.day >= marks.upcoming:
+            for day in marks.due(event.day):
+                states[day] = (units, tuple(sorted(holders)))
         if terms.plan == "trial":
             needs_unit = event.feature == "playground" or event.conversation not in holders
             if needs_unit:
@@ -221,8 +227,9 @@ def _conversations(
     states = {}
     rated = []
     for conversation, (event, terms) in first.items():  # in order of first event
-        for day in marks.due(event.day):
-            states[day] = _open_on(day, periods, used)
+        if event.day >= marks.upcoming:
+            for day in marks.due(event.day):
+                states[day] = _open_on(day, periods, used)
         if terms.plan == "trial":
             start, end = terms.anchor, None
         else:

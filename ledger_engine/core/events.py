@@ -9,7 +9,6 @@ here touches the store.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import re
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -18,6 +17,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from ledger_engine.core import dates
+from ledger_engine.core.digests import text_key
 from ledger_engine.core.model import (
     AI_FEATURES,
     CHANNELS,
@@ -263,9 +263,9 @@ def check_document(
 
 
 def content_key(canonical: bytes) -> int:
-    """What identifies an event's content: the first 8 bytes of the SHA-256 of its
-    canonical JSON, as a signed integer (a re-sent id with another key is a conflict)."""
-    return int.from_bytes(hashlib.sha256(canonical).digest()[:8], "big", signed=True)
+    """What identifies an event's content: the key of the SHA-256 of its canonical JSON (a
+    re-sent id with another key is a conflict)."""
+    return text_key(canonical)
 
 
 def _parse(raw: bytes) -> tuple[object, bytes]:

@@ -19,6 +19,7 @@ import orjson
 import sqlite_utils
 
 from ledger_engine.core import accounts
+from ledger_engine.core.digests import digest_key, text_key
 from ledger_engine.core.model import (
     EVENT_TYPED_FIELDS,
     Conversation,
@@ -115,8 +116,8 @@ ROW_ID, ROW_ID_KEY, ROW_CUSTOMER, ROW_DAY, ROW_CONTENT, ROW_LINE = 0, 1, 3, 5, 7
 
 
 def id_key(event_id: str) -> int:
-    """The key events are found by: the first 8 bytes of the SHA-256 of the id, signed."""
-    return int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:8], "big", signed=True)
+    """The key events are found by: the key of the SHA-256 of the id."""
+    return text_key(event_id.encode())
 
 
 def _by_id(ids: list[str]) -> tuple[str, list]:
@@ -128,7 +129,7 @@ def _by_id(ids: list[str]) -> tuple[str, list]:
 def content_key_of_hex(content_sha: str) -> int:
     """The content key (:func:`ledger_engine.core.events.content_key`) of a SHA-256 in hex
     (the form stores before schema 4 kept)."""
-    return int.from_bytes(bytes.fromhex(content_sha[:16]), "big", signed=True)
+    return digest_key(bytes.fromhex(content_sha))
 
 
 def known_event_contents(db: sqlite_utils.Database, keyed: list[tuple[str, int]]) -> dict[str, int]:

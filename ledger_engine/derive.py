@@ -122,12 +122,6 @@ def derive_customer(
     return Derived(rating, wallet, new_entries, min(due) if due else None, checkpoints)
 
 
-class Touched(NamedTuple):
-    """What a run's new events touch of one customer."""
-
-    earliest: datetime.date  # the earliest day of its new events, or the day it falls due
-
-
 class Window(NamedTuple):
     """What one customer's derivation reads: from a checkpoint on, or everything."""
 
@@ -154,13 +148,13 @@ def _window_from(db, customer: str, start: Checkpoint, run_id: int) -> Window:
     )
 
 
-def windows_of_chunk(db, chunk: list[str], touched: dict[str, Touched], context: RunContext):
-    """Each customer's window: from its last checkpoint at or before the earliest day its
-    new events touch (and at most the day after ``through``), or all it has (one query for
-    the customers of the chunk without a checkpoint)."""
+def windows_of_chunk(db, chunk: list[str], earliest: dict[str, datetime.date], context: RunContext):
+    """Each customer's window: from its last checkpoint at or before ``earliest`` (the
+    earliest day its new events touch, or the day it falls due) and at most the day after
+    ``through``, or all it has (one query for the customers of the chunk without one)."""
     starts = {
         customer: checkpoint_store.latest(
-            db, customer, context.basis, min(touched[customer].earliest, context.through + ONE_DAY)
+            db, customer, context.basis, min(earliest[customer], context.through + ONE_DAY)
         )
         if context.resume
         else None

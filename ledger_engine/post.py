@@ -66,7 +66,7 @@ NO_PROGRESS = Progress(lambda count: None, lambda done, total: None)
 
 def _derive_customers(
     db: sqlite_utils.Database,
-    touched: dict[str, derive.Touched],
+    touched: dict[str, datetime.date],  # customer -> the earliest day to derive
     context: derive.RunContext,
     writer: commit.JournalWriter,
     progress: Progress,
@@ -97,12 +97,12 @@ def _derive_customers(
     return entries
 
 
-def _touched(ingested: IngestResult, due: dict[str, datetime.date]) -> dict[str, derive.Touched]:
-    """Every customer the run derives: those with new events and those falling due."""
-    touched = {customer: derive.Touched(day) for customer, day in ingested.customers.items()}
+def _touched(ingested: IngestResult, due: dict[str, datetime.date]) -> dict[str, datetime.date]:
+    """Every customer the run derives (those with new events and those falling due), with
+    the earliest day its derivation must cover."""
+    touched = dict(ingested.customers)
     for customer, day in due.items():
-        old = touched.get(customer)
-        touched[customer] = derive.Touched(min(day, old.earliest) if old else day)
+        touched[customer] = min(day, touched.get(customer, day))
     return touched
 
 

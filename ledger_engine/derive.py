@@ -17,7 +17,6 @@ from typing import NamedTuple
 
 from ledger_engine.core import accounts, dates
 from ledger_engine.core.model import (
-    RATED_FEATURES,
     Checkpoint,
     Event,
     NewEntry,
@@ -133,7 +132,7 @@ class Window(NamedTuple):
 
 
 def _rated_conversations(events: list[Event]) -> set[str]:
-    return {e.conversation for e in events if e.type == "ai_usage" and e.feature in RATED_FEATURES}
+    return {event.conversation for event in events if event.rated}
 
 
 def _window_from(db, customer: str, start: Checkpoint, run_id: int) -> Window:
@@ -192,8 +191,7 @@ def _counted_before(db, customer: str, window: Window) -> _WindowCounts:
     for event in window.events:
         if (
             event.conversation in window.seen
-            and event.type == "ai_usage"
-            and event.feature in RATED_FEATURES
+            and event.rated
             and event.id not in new
             and event.id not in rejected
         ):

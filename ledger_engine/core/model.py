@@ -159,6 +159,11 @@ class Event(NamedTuple):
     expires: str | None = None  # credit_grant: the last valid day, YYYY-MM-DD
     reason: str | None = None  # credit_grant, write_off: why (kept for the auditor)
 
+    @property
+    def rated(self) -> bool:
+        """Usage of a rated feature: it belongs to a conversation rating classifies."""
+        return self.type == "ai_usage" and self.feature in RATED_FEATURES
+
 
 # The fields after ``day`` depend on the event's type (the store keeps them as one JSON array).
 EVENT_TYPED_FIELDS = Event._fields[Event._fields.index("day") + 1 :]

@@ -17,7 +17,6 @@ from ledger_engine.core.model import (
     FEATURE_NOT_IN_PLAN,
     MONEY_EVENTS,
     NO_ACTIVE_SUBSCRIPTION,
-    RATED_FEATURES,
     TRIAL_LIMIT_REACHED,
     UNKNOWN_CUSTOMER,
     Conversation,
@@ -80,7 +79,7 @@ def _verdict(event: Event, terms: Terms | None, rules: Rules) -> str | None:
         return None  # money still moves after a cancellation
     if not terms.active:
         return NO_ACTIVE_SUBSCRIPTION
-    if event.type == "ai_usage" and event.feature in RATED_FEATURES:
+    if event.rated:
         features = rules.version_on(event.day).plans[terms.plan].features
         if event.feature not in features:
             return FEATURE_NOT_IN_PLAN
@@ -201,7 +200,7 @@ def _tally(usage: list[tuple[Event, Terms]], seen: frozenset[str]):
     continued: dict[str, tuple[int, int]] = {}
     autopilot: set[str] = set()
     for event, terms in usage:
-        if event.feature not in RATED_FEATURES:
+        if not event.rated:
             continue
         if event.conversation in seen:
             count, autopilot_count = continued.get(event.conversation, (0, 0))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import json
 import os
 from collections import defaultdict
@@ -16,6 +17,7 @@ from pathlib import Path
 import sqlite_utils
 from beancount import loader
 
+from ledger_engine.books import files as books_module
 from ledger_engine.commit import create_books
 from ledger_engine.core.accounts import customer_segment, wallet_account
 from ledger_engine.post import post
@@ -171,3 +173,24 @@ def money_event(kind: str, customer: str, at: str, amount: str, id=None, **extra
         "amount": amount,
         **extra,
     }
+
+
+class Crash(Exception):
+    """The failure :func:`crash_at` injects."""
+
+
+@contextlib.contextmanager
+def crash_at(point: int):
+    """Within the block, the run's write point number ``point`` (counted from 0, the
+    commit's aftermath excluded) raises :class:`Crash`; the caller catches it."""
+    counter = itertools.count()
+
+    def hook(label):
+        if next(counter) == point and label != "after commit":
+            raise Crash(label)
+
+    books_module.WRITE_POINT_HOOK = hook
+    try:
+        yield
+    finally:
+        books_module.WRITE_POINT_HOOK = None

@@ -11,11 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from builders import init_books, journal_bytes, read_store, sub, use
+from builders import Crash, crash_at, init_books, journal_bytes, read_store, sub, use
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger_engine.books import files as books_module
 from ledger_engine.close import close_month
 from ledger_engine.core import dates
 from ledger_engine.derive import checkpoint_days
@@ -51,26 +50,14 @@ def derived_rows(books: Path) -> dict[str, list]:
         }
 
 
-class Crash(Exception):
-    pass
-
-
 def crash_fast_run(books: Path, path: Path, through: datetime.date, point: int):
     """Runs ``post`` with a failure injected at write point ``point``; returns None when it
     failed (and rolled back), else the result of a run that had fewer write points."""
-    counter = itertools.count()
-
-    def hook(label):
-        if next(counter) == point and label != "after commit":
-            raise Crash(label)
-
-    books_module.WRITE_POINT_HOOK = hook
     try:
-        return post(books, [str(path)], through)
+        with crash_at(point):
+            return post(books, [str(path)], through)
     except Crash:
         return None
-    finally:
-        books_module.WRITE_POINT_HOOK = None
 
 
 class Twins:

@@ -11,20 +11,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from builders import Poster, balances, init_books, sub, wallets_never_negative
+from builders import (
+    Crash,
+    Poster,
+    balances,
+    crash_at,
+    init_books,
+    sub,
+    wallets_never_negative,
+)
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ledger_engine.books import files as books_module
 from ledger_engine.reconcile import reconcile
 
 CUSTOMERS = ("ann", "bob")
 FIRST_DAY = datetime.date(2026, 11, 1)
-
-
-class Crash(Exception):
-    pass
 
 
 def timestamp(day_offset: int, minute: int) -> str:
@@ -128,19 +131,11 @@ class BooksMachine(RuleBasedStateMachine):
             "feature": "autopilot",
             "conversation": "crash",
         }
-        counter = itertools.count()
-
-        def hook(label):
-            if next(counter) == point and label != "after commit":
-                raise Crash(label)
-
-        books_module.WRITE_POINT_HOOK = hook
         try:
-            self.send([event])
+            with crash_at(point):
+                self.send([event])
         except Crash:
             pass  # the event was not ingested: the model must not have it either
-        finally:
-            books_module.WRITE_POINT_HOOK = None
 
     @invariant()
     def books_are_consistent(self):

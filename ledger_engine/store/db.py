@@ -17,10 +17,12 @@ import sqlite_utils
 from ledger_engine.core.errors import NoBooks, StoreError, StoreSchemaMismatch
 from ledger_engine.store import views
 from ledger_engine.store.queries import (
+    BLOCK_LEVEL,
     EVENT_INSERT,
     content_key_of_hex,
     get_meta,
     id_key,
+    insert_block,
     set_meta,
 )
 
@@ -149,11 +151,8 @@ def _lean_events(db: sqlite_utils.Database) -> None:
     for block, ((file, run_id), lines) in enumerate(sorted(groups.items()), start=1):
         first = min(lines)
         text = "\n".join(lines.get(n, "") for n in range(first, max(lines) + 1))
-        db.execute(
-            "INSERT INTO input_blocks (block, input, file, first_line, data) "
-            "VALUES (?, '', ?, ?, ?)",
-            [block, file, first, zlib.compress(text.encode("utf-8"))],
-        )
+        data = zlib.compress(text.encode("utf-8"), BLOCK_LEVEL)
+        insert_block(db, block, file, first, data)  # no input hash: not a whole file
         blocks[(file, run_id)] = block
     db.conn.executemany(
         EVENT_INSERT,

@@ -151,8 +151,7 @@ def _result(run: commit.Run, ingested: IngestResult, through, written: int) -> P
 
 def _post_run(run: commit.Run, paths, through, progress: Progress, full: bool) -> PostResult:
     db = run.db
-    rules_path = run.books_dir / layout.RULES_NAME
-    rules = load_rules(rules_path)
+    rules = load_rules(run.books_dir / layout.RULES_NAME)
     zone = dates.load_zone(run.timezone)
     through = through or dates.yesterday(datetime.datetime.now(datetime.UTC), zone)
     ingested = ingest_files(db, paths, run.run_id, run.currency, zone, progress.lines)
@@ -164,7 +163,7 @@ def _post_run(run: commit.Run, paths, through, progress: Progress, full: bool) -
     keep = first_open is None or first_open <= through
     context = derive.RunContext(
         rules, through, first_open, posted_before, run.run_id,
-        checkpoint_store.basis(rules_path.read_bytes()), resume=keep and not full, keep=keep,
+        checkpoint_store.basis(rules.sha256), resume=keep and not full, keep=keep,
     )  # fmt: skip
     writer = commit.JournalWriter(run)
     due = queries.due_customers(db, through)

@@ -10,7 +10,6 @@ transaction, like every other derived row.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import zlib
 from collections.abc import Iterable
 
@@ -32,9 +31,10 @@ FORMAT = "2"  # the version of the stored document; another one is never read
 KEEP_DAILY = datetime.timedelta(days=7)
 
 
-def basis(rules_bytes: bytes) -> str:
-    """What a checkpoint is valid for: these rules, this format."""
-    return f"{FORMAT}:{hashlib.sha256(rules_bytes).hexdigest()}"
+def basis(rules_sha256: str) -> str:
+    """What a checkpoint is valid for: these rules (their SHA-256, ``Rules.sha256``), this
+    format."""
+    return f"{FORMAT}:{rules_sha256}"
 
 
 def _day(text: str | None) -> datetime.date | None:

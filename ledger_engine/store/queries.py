@@ -407,32 +407,32 @@ def _date(text: str | None) -> datetime.date | None:
 
 # The verdicts of a customer on its events from a day on: driven from its verdicts (few),
 # each joined to its event by the id key, never from a scan of its events.
-_VERDICTS_SINCE = (
-    "event_id IN (SELECT v.event_id FROM verdicts v JOIN events e ON e.id_key = v.event_key "
-    "AND e.id = v.event_id WHERE v.customer = ? AND e.day >= ?)"
-)
-
-
 def _verdict_runs(db, customer: str, since: datetime.date | None) -> dict[tuple, int]:
-    """The run that first gave each current verdict a derivation replaces."""
+    """The run that first gave each current verdict a derivation replaces (those on events
+    from ``since`` on: found from the customer's verdicts, few, each joined to its event by
+    the id key, never from a scan of its events)."""
     if since is None:
         rows = db.execute(
             "SELECT event_id, reason, run_id FROM verdicts WHERE customer = ?", [customer]
         )
     else:
         rows = db.execute(
-            f"SELECT event_id, reason, run_id FROM verdicts WHERE {_VERDICTS_SINCE}",
+            "SELECT v.event_id, v.reason, v.run_id FROM verdicts v JOIN events e "
+            "ON e.id_key = v.event_key AND e.id = v.event_id WHERE v.customer = ? "
+            "AND e.day >= ?",
             [customer, since.isoformat()],
         )
     return {(event_id, reason): run_id for event_id, reason, run_id in rows}
 
 
-def _delete_derived_since(db: sqlite_utils.Database, customer: str, since: datetime.date):
-    """Deletes what a derivation resumed at ``since`` derives again: verdicts on events
-    from that day, conversations first seen from it, periods still open on it, lots
+def _delete_derived_since(
+    db: sqlite_utils.Database, customer: str, since: datetime.date, verdicts: Iterable[str]
+):
+    """Deletes what a derivation resumed at ``since`` derives again: the ``verdicts`` (on
+    events from that day), conversations first seen from it, periods still open on it, lots
     credited from it (the lots holding money on it are stored again, replaced)."""
     day = since.isoformat()
-    db.execute(f"DELETE FROM verdicts WHERE {_VERDICTS_SINCE}", [customer, day])
+    db.conn.executemany("DELETE FROM verdicts WHERE event_id = ?", ((v,) for v in verdicts))
     db.execute("DELETE FROM conversations WHERE customer = ? AND day >= ?", [customer, day])
     db.execute(
         "DELETE FROM periods WHERE customer = ? AND (period_end IS NULL OR period_end > ?)",
@@ -469,7 +469,7 @@ def save_derived_state(
         for table in ("verdicts", "conversations", "lots", "periods"):
             db.execute(f"DELETE FROM {table} WHERE customer = ?", [customer])
     else:
-        _delete_derived_since(db, customer, since)
+        _delete_derived_since(db, customer, since, {event_id for event_id, _ in verdict_runs})
     insert_dicts(db, "periods", (
         {"customer": customer, "period_start": p.start.isoformat(), "period_end": _iso(p.end),
          "plan": p.plan, "interval": p.interval, "included": p.included}

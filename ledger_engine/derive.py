@@ -170,14 +170,6 @@ def windows_of_chunk(db, chunk: list[str], earliest: dict[str, datetime.date], c
     }
 
 
-def _earlier_window(db, customer: str, day: datetime.date, context: RunContext) -> Window:
-    start = checkpoint_store.latest(db, customer, context.basis, day)
-    if start is not None:
-        return _window_from(db, customer, start, context.run_id)
-    events = queries.customer_events(db, [customer])[customer]
-    return Window(None, events, queries.posted_state(db, [customer])[customer], {})
-
-
 class _WindowCounts(NamedTuple):
     events: Counter  # conversation -> accepted events in the window, as rated before
     autopilot: Counter  # the same, autopilot events only
@@ -237,4 +229,6 @@ def derive_one(db, customer: str, window: Window, context: RunContext):
                 for conversation in window.seen
             }
             return derived, window, deltas
-        window = _earlier_window(db, customer, min(changed), context)
+        # A window from before the first of those days (the derivation resumes, so it has
+        # checkpoints; without one earlier, the window is all the customer has).
+        window = windows_of_chunk(db, [customer], {customer: min(changed)}, context)[customer]

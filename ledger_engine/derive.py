@@ -141,7 +141,7 @@ def _window_from(db, customer: str, start: Checkpoint, run_id: int) -> Window:
     return Window(
         start,
         events,
-        queries.posted_state_since(db, customer, start.day),
+        queries.posted_state(db, [customer], start.day)[customer],
         {c: s for c, s in seen.items() if s.day < start.day},
         frozenset(new),
     )

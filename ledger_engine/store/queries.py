@@ -673,51 +673,29 @@ def customer_known(db: sqlite_utils.Database, customer: str) -> bool:
 
 
 def posted_state(
-    db: sqlite_utils.Database, customers: list[str]
+    db: sqlite_utils.Database, customers: list[str], since: datetime.date | None = None
 ) -> dict[str, dict[tuple[datetime.date, str], PostedState]]:
-    """What the books hold per customer and ``(original day, key)``, for a chunk."""
-    marks = _marks(customers)
+    """What the books hold per customer and ``(original day, key)``, for a chunk (original
+    days from ``since`` on, when given)."""
+    where = f"customer IN ({_marks(customers)})" + (" AND orig_day >= ?" if since else "")
+    parameters = [*customers, *([since.isoformat()] if since else [])]
     amounts: dict = defaultdict(dict)
     for customer, day, key, account, cents in db.execute(
         f"SELECT customer, orig_day, key, account, sum(amount) FROM postings "
-        f"WHERE customer IN ({marks}) GROUP BY customer, orig_day, key, account",
-        customers,
+        f"WHERE {where} GROUP BY customer, orig_day, key, account",
+        parameters,
     ):
         amounts[(customer, day, key)][account] = cents
     result: dict[str, dict] = {customer: {} for customer in customers}
     # SQLite returns the bare column txn_id from the row holding max(seq).
     for customer, day, key, seq, txn_id in db.execute(
         f"SELECT customer, orig_day, key, max(seq), txn_id FROM transactions "
-        f"WHERE customer IN ({marks}) GROUP BY customer, orig_day, key",
-        customers,
+        f"WHERE {where} GROUP BY customer, orig_day, key",
+        parameters,
     ):
         posted = PostedState(amounts.get((customer, day, key), {}), seq, txn_id)
         result[customer][(datetime.date.fromisoformat(day), key)] = posted
     return result
-
-
-def posted_state_since(
-    db: sqlite_utils.Database, customer: str, since: datetime.date
-) -> dict[tuple[datetime.date, str], PostedState]:
-    """What the books hold for one customer per ``(original day, key)``, days from ``since``."""
-    day = since.isoformat()
-    amounts: dict = defaultdict(dict)
-    for orig_day, key, account, cents in db.execute(
-        "SELECT orig_day, key, account, sum(amount) FROM postings "
-        "WHERE customer = ? AND orig_day >= ? GROUP BY orig_day, key, account",
-        [customer, day],
-    ):
-        amounts[(orig_day, key)][account] = cents
-    return {
-        (datetime.date.fromisoformat(orig_day), key): PostedState(
-            amounts.get((orig_day, key), {}), seq, txn_id
-        )
-        for orig_day, key, seq, txn_id in db.execute(
-            "SELECT orig_day, key, max(seq), txn_id FROM transactions "
-            "WHERE customer = ? AND orig_day >= ? GROUP BY orig_day, key",
-            [customer, day],
-        )
-    }
 
 
 class Placed(NamedTuple):

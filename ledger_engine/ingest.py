@@ -28,6 +28,7 @@ from ledger_engine.reading import (
     Done,
     ReadContext,
     batches_of_file,
+    line_text,
     read_batches,
     use_process,
 )
@@ -125,12 +126,12 @@ class _Ingester:
         if self.this_run is not None:  # the store held no event: only this run's can repeat
             known = self.this_run
         else:
-            keyed = {(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row, _ in batch.events}
+            keyed = {(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row in batch.events}
             known = queries.known_event_contents(self.db, list(keyed))
         rows, quarantined = [], list(batch.rejected)
         for row in batch.rejected:
             self.rejected[row["reason"]] += 1
-        for row, raw in batch.events:
+        for row in batch.events:
             event_id, customer = row[queries.ROW_ID], row[queries.ROW_CUSTOMER]
             day, content = row[queries.ROW_DAY], row[queries.ROW_CONTENT]
             stored = known.get(event_id)
@@ -140,7 +141,8 @@ class _Ingester:
                 conflict = Rejection(
                     ID_CONFLICT, "id", "id already ingested with other content", event_id
                 )
-                line = Line(name, row[queries.ROW_LINE], raw, None, None, None)
+                number = row[queries.ROW_LINE]
+                line = Line(name, number, line_text(batch, number), None, None, None)
                 quarantined.append(queries.quarantine_row(line, conflict, self.run_id))
                 self.rejected[ID_CONFLICT] += 1
             else:

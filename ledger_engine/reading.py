@@ -15,7 +15,6 @@ no books; ingest's transaction and the crash protocol are the same either way.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -56,7 +55,7 @@ class Batch(NamedTuple):
     first_line: int  # the line number of its first line
     data: bytes  # the bytes of its lines as read (line ends and blank lines included)
     lines: int  # how many non-blank lines it holds
-    events: list[tuple[tuple, str]]  # (events row, raw text) of each schema-valid line
+    events: list[tuple]  # the events row of each schema-valid line
     rejected: list[dict]  # the quarantine row of each line the schema checks rejected
 
 
@@ -66,57 +65,39 @@ class Done(NamedTuple):
     sha256: str
 
 
-class _HashingReader:
-    """Wraps a binary stream, hashing every byte read (for the run log) and keeping the
-    bytes read since the last :meth:`take` (the input's next block)."""
-
-    def __init__(self, stream: BinaryIO):
-        self.stream = stream
-        self.sha = hashlib.sha256()
-        self.pending: list[bytes] = []
-
-    def readline(self, limit: int = -1) -> bytes:
-        data = self.stream.readline(limit)
-        self.sha.update(data)
-        self.pending.append(data)
-        return data
-
-    def take(self) -> bytes:
-        data, self.pending = b"".join(self.pending), []
-        return data
+def line_text(batch: Batch, number: int) -> str:
+    """The text of line ``number`` of ``batch`` as the checks read it (for a quarantine row
+    of a line that passed them: an id conflict)."""
+    raw = batch.data.split(b"\n")[number - batch.first_line]
+    if number == 1 and raw.startswith(events.BOM):
+        raw = raw[len(events.BOM) :]
+    return raw[: events.LINE_BYTES_MAX + 1].rstrip(b"\r\n").decode("utf-8", "backslashreplace")
 
 
 def check_batch(
     numbered: list[tuple[int, bytes]], context: ReadContext, block: int
-) -> tuple[list[tuple[tuple, str]], list[dict]]:
-    """The schema checks of a batch of ``(line number, raw bytes)``: the events rows (with
-    their raw text) of the valid lines, the quarantine rows of the others."""
+) -> tuple[list[tuple], list[dict]]:
+    """The schema checks of a batch of ``(line number, raw bytes)``: the events rows of the
+    valid lines, the quarantine rows of the others."""
     valid, rejected = [], []
+    check, row = events.check_line, queries.event_row
+    name, currency, zone, run_id = context.name, context.currency, context.zone, context.run_id
     for number, raw in numbered:
-        line = events.check_line(raw, context.name, number, context.currency, context.zone)
+        line = check(raw, name, number, currency, zone)
         if line.event is None:
-            rejected.append(queries.quarantine_row(line, line.rejection, context.run_id))
+            rejected.append(queries.quarantine_row(line, line.rejection, run_id))
         else:
-            valid.append((queries.event_row(line, block, context.run_id), line.raw))
+            valid.append(row(line.event, line.content, block, number, run_id))
     return valid, rejected
 
 
 def read_batches(stream: BinaryIO, context: ReadContext) -> Iterator[Batch | Done]:
     """Reads and checks an input in batches; the last item is :class:`Done`."""
-    reader = _HashingReader(stream)
-    numbered: list[tuple[int, bytes]] = []
-    block, first_line = context.first_block, 1
-    for number, raw in events.read_lines(reader):
-        numbered.append((number, raw))
-        if len(numbered) >= INSERT_BATCH_SIZE:
-            valid, rejected = check_batch(numbered, context, block)
-            yield Batch(block, first_line, reader.take(), len(numbered), valid, rejected)
-            block, first_line, numbered = block + 1, number + 1, []
-    rest = reader.take()
-    if numbered or rest:
-        valid, rejected = check_batch(numbered, context, block)
-        yield Batch(block, first_line, rest, len(numbered), valid, rejected)
-    yield Done(reader.sha.hexdigest())
+    blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE)
+    for block, read in enumerate(blocks, context.first_block):
+        valid, rejected = check_batch(read.lines, context, block)
+        yield Batch(block, read.first_line, read.data, len(read.lines), valid, rejected)
+    yield Done(blocks.sha256)
 
 
 def _main(argv: list[str]) -> int:

@@ -9,19 +9,23 @@ here touches the store.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Annotated, BinaryIO, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
+import msgspec
 import orjson
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ledger_engine.core import dates
-from ledger_engine.core.digests import text_key
+from ledger_engine.core.digests import digest_key, text_key
 from ledger_engine.core.model import (
     AI_FEATURES,
     CHANNELS,
     CURRENCY_MISMATCH,
+    EVENT_TYPED_FIELDS,
     EVENT_TYPES,
     INTERVALS,
     INVALID_FIELD,
@@ -280,6 +284,15 @@ def _parse(raw: bytes) -> tuple[object, bytes]:
 
 def check_line(raw: bytes, file: str, number: int, currency: str, zone: ZoneInfo) -> Line:
     """Parses and checks one raw line (without its line end)."""
+    fast = fast_check(raw, currency, zone)
+    if fast is not None:
+        return Line(file, number, raw.decode("ascii"), fast[0], fast[1], None)
+    return checked_line(raw, file, number, currency, zone)
+
+
+def checked_line(raw: bytes, file: str, number: int, currency: str, zone: ZoneInfo) -> Line:
+    """:func:`check_line` by the checks of SPEC §2 alone (the reference the fast path is
+    tested against)."""
     text = raw.decode("utf-8", errors="backslashreplace")
     if len(raw) > LINE_BYTES_MAX:
         rejection = Rejection(MALFORMED_JSON, None, f"line longer than {LINE_BYTES_MAX} bytes")
@@ -294,25 +307,264 @@ def check_line(raw: bytes, file: str, number: int, currency: str, zone: ZoneInfo
     return Line(file, number, text, event, content, rejection)
 
 
-def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """Yields ``(line number, raw bytes)`` for each non-blank line, without line ends.
+BOM = b"\xef\xbb\xbf"
+READ_CHUNK = 4 * 1024 * 1024  # bytes read at a time
+
+
+class InputBlock(NamedTuple):
+    """Consecutive lines of an input: the non-blank ones and the bytes of all of them."""
+
+    first_line: int  # the line number of its first line
+    lines: list[tuple[int, bytes]]  # (line number, raw bytes without the line end)
+    data: bytes  # every byte of its lines as read: line ends and blank lines included
+
+
+class LineBlocks:
+    """Reads a binary stream in blocks of ``size`` non-blank lines (the last block may hold
+    fewer, or only blank lines); :attr:`sha256` is the hash of every byte, once read.
 
     A byte-order mark at the start is dropped, CRLF ends are accepted, a line longer than
-    :data:`LINE_BYTES_MAX` is cut there (and then rejected) without reading it whole.
+    :data:`LINE_BYTES_MAX` is cut there (and then rejected).  The stream is read in large
+    chunks and split at line ends, not a line at a time.
     """
-    number = 0
-    while True:
-        raw = stream.readline(LINE_BYTES_MAX + 1)
-        if not raw:
-            return
-        number += 1
-        if len(raw) > LINE_BYTES_MAX and not raw.endswith(b"\n"):
-            while True:  # skip the rest of an overlong line in bounded pieces
-                rest = stream.readline(LINE_BYTES_MAX)
-                if not rest or rest.endswith(b"\n"):
-                    break
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        raw = raw.rstrip(b"\r\n")
-        if raw.strip():
-            yield number, raw
+
+    def __init__(self, stream: BinaryIO, size: int):
+        self.stream = stream
+        self.size = size
+        self.sha256 = ""
+
+    def __iter__(self) -> Iterator[InputBlock]:
+        digest, size, limit = hashlib.sha256(), self.size, LINE_BYTES_MAX + 1
+        number, first_line = 0, 1
+        lines: list[tuple[int, bytes]] = []
+        parts: list[bytes] = []  # the bytes of the block so far, from earlier chunks
+        carry: list[bytes] = []  # the start of a line not yet ended
+        while True:
+            chunk = self.stream.read(READ_CHUNK)
+            digest.update(chunk)
+            if chunk:
+                end = chunk.rfind(b"\n") + 1
+                if end == 0:
+                    carry.append(chunk)
+                    continue
+                complete = b"".join([*carry, chunk[:end]]) if carry else chunk[:end]
+                carry = [chunk[end:]] if end < len(chunk) else []
+                pieces = complete.split(b"\n")
+                pieces.pop()  # what follows the last line end (nothing)
+            elif carry:
+                complete, carry = b"".join(carry), []
+                pieces = [complete]
+            else:
+                break
+            start = offset = 0  # where the block's bytes start in `complete`, and a line
+            for piece in pieces:
+                number += 1
+                offset += len(piece) + 1
+                raw = piece[:limit] if len(piece) > limit else piece
+                if number == 1 and raw.startswith(BOM):
+                    raw = raw[len(BOM) :]
+                raw = raw.rstrip(b"\r")
+                if not raw or raw.isspace():
+                    continue
+                lines.append((number, raw))
+                if len(lines) >= size:
+                    parts.append(complete[start:offset])
+                    yield InputBlock(first_line, lines, b"".join(parts))
+                    start, first_line, lines, parts = offset, number + 1, [], []
+            parts.append(complete[start:])
+        self.sha256 = digest.hexdigest()
+        data = b"".join(parts)
+        if lines or data:
+            yield InputBlock(first_line, lines, data)
+
+
+def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """Yields ``(line number, raw bytes)`` for each non-blank line, without line ends (see
+    :class:`LineBlocks`)."""
+    for block in LineBlocks(stream, 1 << 16):
+        yield from block.lines
+
+
+# ------------------------------------------------------------------------------ fast path
+#
+# Nearly every line of a night is a usage or money event of a few plain shapes.  For those,
+# msgspec decodes the line into a typed struct, checking in C the types, the allowed values
+# and the lengths; the customer and the timestamp are checked here, the common forms without
+# a regular expression.  The fast path only ever *accepts*: a line it does not take (another
+# type, an unknown field, anything escaped or not ASCII, any value it is unsure of) goes
+# through the checks above, which decide.  A line it accepts gives the same event and the
+# same content key as those checks would (tests/test_fast_checks.py compares the two on
+# valid, near-valid and hostile lines).  ASCII without a backslash means every string is the
+# bytes between its quotes under any JSON parser, so msgspec reads the line as orjson does
+# (both keep the last of repeated keys), and the canonical JSON of the values is written
+# directly: sorted keys, no spaces, strings between quotes, integers in decimal.
+
+_Id = Annotated[str, Meta(min_length=1, max_length=EVENT_ID_CHARS_MAX)]
+_Conversation = Annotated[str, Meta(min_length=1, max_length=CONVERSATION_CHARS_MAX)]
+
+
+class _Usage(Struct, tag_field="type", tag="ai_usage", forbid_unknown_fields=True):
+    id: _Id
+    customer: str
+    at: str
+    feature: Literal[AI_FEATURES]
+    conversation: _Conversation | UnsetType = UNSET
+    currency: str | UnsetType = UNSET
+
+
+class _Money(Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    id: _Id
+    customer: str
+    at: str
+    amount: str | int
+    currency: str | UnsetType = UNSET
+
+
+class _TopUp(_Money, tag="top_up"):
+    pass
+
+
+class _Payment(_Money, tag="payment"):
+    pass
+
+
+class _Channel(_Money, tag="channel_usage"):
+    channel: Literal[CHANNELS]
+
+
+_DECODER = msgspec.json.Decoder(_Usage | _TopUp | _Payment | _Channel)
+_CACHE_MAX = 65536  # distinct customers, money texts and days remembered (cleared when full)
+_customers: set[str] = set()
+_money: dict[str, int | None] = {}
+_days: dict[str, datetime.date | None] = {}
+
+
+def _typed(**fields) -> tuple:
+    """The typed fields of an event (``EVENT_TYPED_FIELDS`` order) with their defaults."""
+    values = {**dict.fromkeys(EVENT_TYPED_FIELDS), "commitment": 0, **fields}
+    return tuple(values[name] for name in EVENT_TYPED_FIELDS)
+
+
+_NO_TYPED = _typed()  # feature and conversation come first
+_AMOUNT_AT = EVENT_TYPED_FIELDS.index("amount")
+_CHANNEL_AT = EVENT_TYPED_FIELDS.index("channel")
+
+
+def _customer_ok(customer: str) -> bool:
+    if customer in _customers:
+        return True
+    if not CUSTOMER_PATTERN.match(customer):
+        return False
+    if len(_customers) >= _CACHE_MAX:
+        _customers.clear()
+    _customers.add(customer)
+    return True
+
+
+def _cents(value: str | int) -> int | None:
+    """A money amount > 0 in cents, as the checks above read it; None if they would not."""
+    if type(value) is int:
+        return value * 100 if 0 < value <= MONEY_CENTS_MAX // 100 else None
+    cents = _money.get(value, -1)
+    if cents == -1:
+        try:
+            cents = _money_cents(value, "amount", True)
+        except InvalidField:
+            cents = None
+        if len(_money) >= _CACHE_MAX:
+            _money.clear()
+        _money[value] = cents
+    return cents
+
+
+def _utc_day(text: str) -> datetime.date | None:
+    """The date of a ``YYYY-MM-DD`` text in the allowed years, else None."""
+    day = _days.get(text, False)
+    if day is False:
+        try:
+            day = datetime.date.fromisoformat(text)
+        except ValueError:
+            day = None
+        if day is not None and not AT_YEAR_MIN <= day.year <= AT_YEAR_MAX:
+            day = None
+        if len(_days) >= _CACHE_MAX:
+            _days.clear()
+        _days[text] = day
+    return day
+
+
+def _moment(text: str, utc: bool, zone: ZoneInfo) -> tuple[str, datetime.date] | None:
+    """The UTC key and booking day of a timestamp as :func:`_check_common` makes them, or
+    None where it would reject it (or where this is not sure: the checks above decide)."""
+    if (
+        utc
+        and len(text) == 20
+        and text[19] == "Z"
+        and text[10] == "T"
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+        and text[11:13] <= "23"
+        and text[14:16] <= "59"
+        and text[17:19] <= "59"
+        and (text[:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19]).isdigit()
+    ):
+        # YYYY-MM-DDTHH:MM:SSZ in UTC books: the day is the date, the time exists.
+        day = _utc_day(text[:10])
+        return None if day is None else (f"{text[:19]}.000000Z", day)
+    moment = dates.parse_timestamp(text)
+    if moment is None or not AT_YEAR_MIN <= moment.year <= AT_YEAR_MAX:
+        return None
+    return dates.utc_key_of_text(text, moment), dates.booking_day(moment, zone)
+
+
+def fast_check(raw: bytes, currency: str, zone: ZoneInfo) -> tuple[Event, int] | None:
+    """The event and content key of a line of one of the plain shapes above, or None (the
+    line must then go through :func:`checked_line`, which decides)."""
+    if len(raw) > LINE_BYTES_MAX or not raw.isascii() or b"\\" in raw:
+        return None
+    try:
+        document = _DECODER.decode(raw)
+    except Exception:  # noqa: BLE001 - not a plain line (RecursionError too): checked above
+        return None
+    at, customer, given = document.at, document.customer, document.currency
+    if (given is not UNSET and given != currency) or not _customer_ok(customer):
+        return None
+    moment = _moment(at, zone.key == "UTC", zone)
+    if moment is None:
+        return None
+    # The canonical JSON has its keys in order: amount, at, channel, conversation, currency,
+    # customer, feature, id, type.
+    tail = "" if given is UNSET else f',"currency":"{given}"'
+    tail += f',"customer":"{customer}"'
+    kind = type(document)
+    if kind is _Usage:
+        event_type, feature, conversation = "ai_usage", document.feature, document.conversation
+        if conversation is UNSET:
+            if feature != "playground":
+                return None
+            head = f'{{"at":"{at}"'
+            typed = (feature, *_NO_TYPED[1:])
+        else:
+            head = f'{{"at":"{at}","conversation":"{conversation}"'
+            kept = None if feature == "playground" else conversation
+            typed = (feature, kept, *_NO_TYPED[2:])
+        tail += f',"feature":"{feature}"'
+    else:
+        cents = _cents(document.amount)
+        if cents is None:
+            return None
+        amount = document.amount
+        head = f'{{"amount":{amount}' if type(amount) is int else f'{{"amount":"{amount}"'
+        head += f',"at":"{at}"'
+        typed = list(_NO_TYPED)
+        typed[_AMOUNT_AT] = cents
+        if kind is _Channel:
+            event_type = "channel_usage"
+            typed[_CHANNEL_AT] = document.channel
+            head += f',"channel":"{document.channel}"'
+        else:
+            event_type = "top_up" if kind is _TopUp else "payment"
+    canonical = f'{head}{tail},"id":"{document.id}","type":"{event_type}"}}'
+    content = digest_key(hashlib.sha256(canonical.encode()).digest())
+    event = tuple.__new__(Event, (document.id, event_type, customer, *moment, *typed))
+    return event, content

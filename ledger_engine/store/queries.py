@@ -153,17 +153,37 @@ def has_events(db: sqlite_utils.Database) -> bool:
     return db.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
 
 
-def event_row(line: Line, block: int, run_id: int) -> tuple:
-    """The ``events`` row of a schema-valid line (typed fields as one JSON array, without
-    its trailing nulls; the line itself is in block ``block``)."""
-    event = line.event
-    typed = list(event[_TYPED_START:])
-    while typed and typed[-1] is None:
-        typed.pop()
-    fields = orjson.dumps(typed).decode()
+# Most events have no typed field after commitment (usage, and most money events after it
+# only amount and channel): their stored fields end there, found with one comparison.
+_COMMITMENT_END = EVENT_TYPED_FIELDS.index("commitment") + 1
+_NOTHING_AFTER_COMMITMENT = (None,) * (len(EVENT_TYPED_FIELDS) - _COMMITMENT_END)
+_day_texts: dict[datetime.date, str] = {}
+
+
+def _stored_fields(typed: tuple) -> str:
+    """The typed fields as stored: a JSON array without its trailing nulls."""
+    if typed[_COMMITMENT_END:] == _NOTHING_AFTER_COMMITMENT:
+        end = _COMMITMENT_END
+        while end and typed[end - 1] is None:
+            end -= 1
+    else:
+        end = len(typed)
+        while typed[end - 1] is None:
+            end -= 1
+    return orjson.dumps(typed[:end]).decode()
+
+
+def event_row(event: Event, content: int, block: int, number: int, run_id: int) -> tuple:
+    """The ``events`` row of a schema-valid event read from line ``number`` of block
+    ``block`` (typed fields as one JSON array, without its trailing nulls)."""
+    day = _day_texts.get(event.day)
+    if day is None:
+        if len(_day_texts) > 4096:
+            _day_texts.clear()
+        day = _day_texts[event.day] = event.day.isoformat()
     return (
-        event.id, id_key(event.id), event.type, event.customer, event.at,
-        event.day.isoformat(), fields, line.content, block, line.number, run_id,
+        event.id, id_key(event.id), event.type, event.customer, event.at, day,
+        _stored_fields(event[_TYPED_START:]), content, block, number, run_id,
     )  # fmt: skip
 
 

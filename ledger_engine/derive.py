@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from ledger_engine.core import accounts, dates
@@ -135,8 +135,18 @@ def _rated_conversations(events: list[Event]) -> set[str]:
     return {event.conversation for event in events if event.rated}
 
 
-def _window_from(db, customer: str, start: Checkpoint, run_id: int) -> Window:
-    events, new = queries.customer_events_since(db, customer, start.day, run_id)
+# This run's new events held in memory, by customer (see ingest.RunEvents): None when they
+# are read from the store like every other event.
+RunEvents = dict[str, list[Event]] | None
+
+
+def _window_from(db, customer: str, start: Checkpoint, run_id: int, memory: RunEvents) -> Window:
+    if memory is None:
+        events, new = queries.customer_events_since(db, customer, start.day, run_id)
+    else:
+        events, _ = queries.customer_events_since(db, customer, start.day, run_id, True)
+        own = [event for event in memory.get(customer, ()) if event.day >= start.day]
+        events, new = events + own, {event.id for event in own}
     seen = queries.seen_conversations(db, customer, _rated_conversations(events))
     return Window(
         start,
@@ -147,10 +157,21 @@ def _window_from(db, customer: str, start: Checkpoint, run_id: int) -> Window:
     )
 
 
-def windows_of_chunk(db, chunk: list[str], earliest: dict[str, datetime.date], context: RunContext):
+def windows_of_chunk(
+    db,
+    chunk: list[str],
+    earliest: dict[str, datetime.date],
+    context: RunContext,
+    memory: RunEvents = None,
+):
     """Each customer's window: from its last checkpoint at or before ``earliest`` (the
     earliest day its new events touch, or the day it falls due) and at most the day after
-    ``through``, or all it has (one query for the customers of the chunk without one)."""
+    ``through``, or all it has (one query for the customers of the chunk without one).
+
+    ``memory``: this run's new events of the chunk's customers, when this process holds
+    them (the store is then asked only for those of earlier runs); None to read them from
+    the store, which this process wrote them to.
+    """
     starts = {
         customer: checkpoint_store.latest(
             db, customer, context.basis, min(earliest[customer], context.through + ONE_DAY)
@@ -160,10 +181,14 @@ def windows_of_chunk(db, chunk: list[str], earliest: dict[str, datetime.date], c
         for customer in chunk
     }
     whole = [customer for customer in chunk if starts[customer] is None]
-    events = queries.customer_events(db, whole) if whole else {}
+    before_run = None if memory is None else context.run_id
+    events = queries.customer_events(db, whole, before_run) if whole else {}
+    if memory is not None:
+        for customer in whole:
+            events[customer] += memory.get(customer, ())
     posted = queries.posted_state(db, whole) if whole else {}
     return {
-        customer: _window_from(db, customer, start, context.run_id)
+        customer: _window_from(db, customer, start, context.run_id, memory)
         if start is not None
         else Window(None, events[customer], posted[customer], {})
         for customer, start in starts.items()
@@ -206,7 +231,7 @@ def _kinds_changed(window: Window, before: _WindowCounts, rating: Rating) -> lis
     return days
 
 
-def derive_one(db, customer: str, window: Window, context: RunContext):
+def derive_one(db, customer: str, window: Window, context: RunContext, memory: RunEvents = None):
     """Derives a customer from its window; when the window's events change the kind of a
     conversation first seen before it, derives again from a checkpoint before that day.
 
@@ -231,4 +256,46 @@ def derive_one(db, customer: str, window: Window, context: RunContext):
             return derived, window, deltas
         # A window from before the first of those days (the derivation resumes, so it has
         # checkpoints; without one earlier, the window is all the customer has).
-        window = windows_of_chunk(db, [customer], {customer: min(changed)}, context)[customer]
+        earliest = {customer: min(changed)}
+        window = windows_of_chunk(db, [customer], earliest, context, memory)[customer]
+
+
+class Planned(NamedTuple):
+    """One customer's derivation as the run applies it: the store writes that save it
+    (planned by the process that derived it, which reads but never writes the store), and
+    what the journals get."""
+
+    customer: str
+    writes: list[queries.Write]
+    has_terms: bool  # it has a subscription (its subledger root must exist)
+    new_entries: list[NewEntry]
+
+
+def derive_and_plan(
+    db, customer: str, window: Window, context: RunContext, memory: RunEvents = None
+) -> Planned:
+    """Derives one customer (:func:`derive_one`) and plans the writes that save its derived
+    state, the event counts of conversations it continued and its checkpoints."""
+    derived, window, deltas = derive_one(db, customer, window, context, memory)
+    since = window.start.day if window.start else None
+    writes = queries.derived_state_writes(
+        db, customer, derived.rating, derived.wallet, derived.next_due, context.run_id, since
+    )
+    writes += queries.conversation_events_writes(customer, deltas)
+    writes += checkpoint_store.replacing_writes(
+        customer, context.basis, since,
+        derived.checkpoints if context.keep else (), context.through,
+    )  # fmt: skip
+    return Planned(customer, writes, bool(derived.rating.terms), derived.new_entries)
+
+
+def derive_customers(
+    db, customers: list[str], earliest: dict[str, datetime.date], context: RunContext,
+    memory: RunEvents = None,
+) -> Iterator[Planned]:
+    """Derives and plans each of ``customers`` (sorted), a chunk of customers per query."""
+    for first in range(0, len(customers), queries.CUSTOMER_CHUNK):
+        chunk = customers[first : first + queries.CUSTOMER_CHUNK]
+        windows = windows_of_chunk(db, chunk, earliest, context, memory)
+        for customer in chunk:
+            yield derive_and_plan(db, customer, windows[customer], context, memory)

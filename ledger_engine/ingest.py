@@ -1,43 +1,59 @@
 """Ingest: store checked event files, dedupe by id (SPEC §2).
 
-Each input comes in bounded batches from :mod:`ledger_engine.reading` (checked inline or in
-a reader process); nothing is held for the whole file.  Every input is kept once, as
-compressed blocks of its lines.  Writes go into the caller's open transaction, so an
-interrupted run leaves no event half-ingested.
+Each input comes in bounded batches of new events (:class:`~ledger_engine.reading.NewEvents`)
+from a *source*: :class:`LocalSource` reads it in this process (or has a reader process
+check an input too large to keep in memory), and the run's worker process
+(:mod:`ledger_engine.worker`) is another.  Every input is kept once, as compressed blocks of
+its lines.  The new events of this process's share of customers are kept in memory for the
+derivation (``IngestResult.memory``), up to :data:`MEMORY_EVENTS_MAX`; past that the
+derivation reads them back from the store.  Writes go into the caller's open transaction,
+so an interrupted run leaves no event half-ingested.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import sys
 import zlib
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
 from ledger_engine.books.files import sha256_file
 from ledger_engine.core.errors import InputFileError
-from ledger_engine.core.model import ID_CONFLICT, Line, Rejection
+from ledger_engine.core.model import ID_CONFLICT, Event
 from ledger_engine.reading import (
+    MEMORY_INPUT_BYTES_MAX,
     Batch,
     Done,
+    Known,
+    NewEvents,
     ReadContext,
     batches_of_file,
-    line_text,
     read_batches,
     use_process,
 )
 from ledger_engine.store import queries
 
 STDIN_NAME = "<stdin>"
+# A run whose input files hold this many bytes or more (or that reads stdin) keeps its new
+# events in memory for its derivation, up to MEMORY_EVENTS_MAX (about 300 bytes each); a
+# smaller or larger run reads them back from the store, customer by customer (the reference
+# path, which the tests compare the other with).
+MEMORY_MIN_BYTES = 4 * 1024 * 1024
+MEMORY_EVENTS_MAX = 3_000_000
 # A first night dedupes ids in memory up to this many (about 100 bytes each), then asks
 # the store, which by then holds every event of the run.
 RUN_IDS_IN_MEMORY_MAX = 2_000_000
+
+# A run's events kept in memory: customer -> its new events (None: read from the store).
+RunEvents = dict[str, list[Event]]
 
 
 class IngestResult(NamedTuple):
@@ -47,6 +63,51 @@ class IngestResult(NamedTuple):
     schema_rejected: Counter
     customers: dict[str, datetime.date]  # customer -> the earliest day of its new events
     inputs: tuple[dict, ...]  # {"file", "sha256", "lines"} per input
+    memory: RunEvents | None  # this process's share of the new events (None: in the store)
+
+
+class Source(Protocol):
+    """Where the new events of an input come from."""
+
+    def batches(self, path: str, context: ReadContext) -> Iterator[NewEvents | Done]:
+        """The input's batches of new events, then Done (``path`` ``-`` is stdin)."""
+        ...
+
+
+def _everyone(customer: str) -> bool:
+    return True
+
+
+def _no_one(customer: str) -> bool:
+    return False
+
+
+class LocalSource:
+    """Inputs read, checked and told apart from repeats in this process; for a file too
+    large to keep in memory (given two cores) the checks run in a reader process."""
+
+    def __init__(self, db: sqlite_utils.Database, before_store: Callable[[], None], keep: bool):
+        self.known = Known(db, True, before_store, RUN_IDS_IN_MEMORY_MAX)
+        self.keep = keep  # keep every new event (until the ingester says it holds enough)
+
+    def batches(self, path: str, context: ReadContext) -> Iterator[NewEvents | Done]:
+        if path == "-":
+            checked = read_batches(sys.stdin.buffer, context, keep=self.keep)
+        elif Path(path).stat().st_size > MEMORY_INPUT_BYTES_MAX and use_process(path):
+            self.keep = False
+            checked = batches_of_file(path, context)
+        else:
+            checked = self._file(path, context)
+        for item in checked:
+            if isinstance(item, Done):
+                yield item
+                return
+            keep = _everyone if self.keep else _no_one
+            yield self.known.new_events(item, context.name, context.run_id, keep)
+
+    def _file(self, path: str, context: ReadContext) -> Iterator[Batch | Done]:
+        with Path(path).open("rb") as stream:
+            yield from read_batches(stream, context, keep=self.keep)
 
 
 class _Blocks:
@@ -63,7 +124,7 @@ class _Blocks:
         self.flush()
         return queries.next_block(self.db)
 
-    def add(self, name: str, batch: Batch) -> None:
+    def add(self, name: str, batch: NewEvents) -> None:
         future = self.pool.submit(zlib.compress, batch.data, queries.BLOCK_LEVEL)
         self.waiting.append((batch.block, name, batch.first_line, future))
         if len(self.waiting) > 2:  # bounded: at most two blocks wait in memory
@@ -82,10 +143,6 @@ class _Blocks:
         """Stores the blocks still waiting and names the input they all belong to."""
         self.flush()
         queries.set_block_input(self.db, first_block, sha256)
-
-
-def _customer_and_day(row: tuple) -> tuple[str, str]:
-    return row[queries.ROW_CUSTOMER], row[queries.ROW_DAY]
 
 
 class _Ingester:
@@ -109,65 +166,57 @@ class _Ingester:
         self.duplicates = 0
         self.rejected: Counter = Counter()
         self.customers: dict[str, str] = {}  # customer -> the earliest day (ISO) of new events
-        # On books without events (a first night) ids are only looked up among this run's.
-        self.this_run: dict[str, int] | None = None if queries.has_events(db) else {}
+        self.memory: RunEvents | None = defaultdict(list)
+        self.kept = 0
+        # On books without events (a first night) the events are loaded without their
+        # indexes, built once at the end (or when the store must be asked for ids).
+        bulk = not queries.has_events(db)
+        self.dropped_indexes = queries.drop_event_indexes(db) if bulk else []
 
-    def _touch(self, customer: str, day: str) -> None:
-        earliest = self.customers.get(customer)
-        if earliest is None or day < earliest:
-            self.customers[customer] = day
+    def finish(self) -> None:
+        """Builds the indexes a bulk load went without."""
+        queries.create_indexes(self.db, self.dropped_indexes)
+        self.dropped_indexes = []
 
-    def flush(self, name: str, batch: Batch) -> None:
+    def flush(self, name: str, batch: NewEvents) -> None:
         """Stores a batch: its block, its new events, its rejections and id conflicts."""
         self.blocks.add(name, batch)
         self.read += batch.lines
-        if self.this_run is not None and len(self.this_run) > RUN_IDS_IN_MEMORY_MAX:
-            self.this_run = None  # bounded memory: from here on the store (it has them all)
-        if self.this_run is not None:  # the store held no event: only this run's can repeat
-            known = self.this_run
-        else:
-            keyed = {(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row in batch.events}
-            known = queries.known_event_contents(self.db, list(keyed))
-        rows, quarantined = [], list(batch.rejected)
+        self.duplicates += batch.duplicates
         for row in batch.rejected:
             self.rejected[row["reason"]] += 1
-        for row in batch.events:
-            event_id, customer = row[queries.ROW_ID], row[queries.ROW_CUSTOMER]
-            day, content = row[queries.ROW_DAY], row[queries.ROW_CONTENT]
-            stored = known.get(event_id)
-            if stored == content:
-                self.duplicates += 1
-            elif stored is not None:
-                conflict = Rejection(
-                    ID_CONFLICT, "id", "id already ingested with other content", event_id
-                )
-                number = row[queries.ROW_LINE]
-                line = Line(name, number, line_text(batch, number), None, None, None)
-                quarantined.append(queries.quarantine_row(line, conflict, self.run_id))
-                self.rejected[ID_CONFLICT] += 1
-            else:
-                known[event_id] = content
-                rows.append(row)
-                self._touch(customer, day)
-        if rows:
-            # A customer's events of a batch side by side: a later night reads them together.
-            rows.sort(key=_customer_and_day)
-            queries.insert_events(self.db, rows)
-            self.new_events += len(rows)
-        if quarantined:
-            queries.insert_quarantine(self.db, quarantined)
+        for customer, day in batch.touched.items():
+            if day < self.customers.get(customer, "~"):
+                self.customers[customer] = day
+        if batch.events:
+            queries.insert_events(self.db, batch.events)
+            self.new_events += len(batch.events)
+        if batch.rejected:
+            queries.insert_quarantine(self.db, batch.rejected)
+        self._keep(batch.kept)
 
-    def ingest_batches(self, batches: Iterable[Batch | Done], name: str, progress) -> str:
+    def _keep(self, kept: list[Event]) -> None:
+        if self.memory is None:
+            return
+        self.kept += len(kept)
+        if self.kept > MEMORY_EVENTS_MAX:
+            self.memory = None  # bounded memory: the derivation reads them from the store
+            return
+        memory = self.memory
+        for event in kept:
+            memory[event.customer].append(event)
+
+    def ingest_batches(self, batches: Iterable[NewEvents | Done], name: str) -> str:
         """Stores every batch of one input; returns its SHA-256."""
         for item in batches:
             if isinstance(item, Done):
                 return item.sha256
             self.flush(name, item)
-            progress(item.lines)
+            self.progress(item.lines)
         raise AssertionError("an input's batches end with Done")
 
 
-def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInput, progress):
+def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInput):
     """Counts a file whose exact bytes an earlier run ingested, without parsing it again.
 
     Every schema-valid line of it is now a duplicate (or the same id conflict as before),
@@ -177,18 +226,17 @@ def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInpu
     rejected = Counter(known.rejected)
     ingester.duplicates += known.valid - rejected.get(ID_CONFLICT, 0)
     ingester.rejected.update(rejected)
-    progress(known.lines)
+    ingester.progress(known.lines)
     return {"file": path, "sha256": known.sha256, "lines": known.lines, "already_ingested": True}
 
 
-def _ingest_one(ingester: _Ingester, name: str, batches_of) -> dict:
-    """Ingests one input from ``batches_of(context)`` (its batches, inline or from a reader
-    process) and records it."""
+def _ingest_one(ingester: _Ingester, path: str, name: str, source: Source) -> dict:
+    """Ingests one input from ``source`` and records it."""
     read, valid_before = ingester.read, ingester.new_events + ingester.duplicates
     rejected_before = Counter(ingester.rejected)
     first_block = ingester.blocks.next()
     context = ReadContext(name, ingester.currency, ingester.zone, ingester.run_id, first_block)
-    sha256 = ingester.ingest_batches(batches_of(context), name, ingester.progress)
+    sha256 = ingester.ingest_batches(source.batches(path, context), name)
     ingester.blocks.finish(first_block, sha256)
     rejected = ingester.rejected - rejected_before
     valid = ingester.new_events + ingester.duplicates - valid_before + rejected[ID_CONFLICT]
@@ -196,20 +244,27 @@ def _ingest_one(ingester: _Ingester, name: str, batches_of) -> dict:
     return {"file": name, "sha256": sha256, "lines": ingester.read - read}
 
 
-def _ingest_path(ingester: _Ingester, path: str) -> dict:
+def _ingest_path(ingester: _Ingester, path: str, source: Source) -> dict:
     if path == "-":
-        stream = sys.stdin.buffer
-        return _ingest_one(ingester, STDIN_NAME, lambda context: read_batches(stream, context))
+        return _ingest_one(ingester, path, STDIN_NAME, source)
     try:
         known = queries.known_input(ingester.db, sha256_file(Path(path)))
         if known is not None:
-            return _replay_known_input(ingester, path, known, ingester.progress)
-        if use_process(path):
-            return _ingest_one(ingester, path, lambda context: batches_of_file(path, context))
-        with Path(path).open("rb") as stream:
-            return _ingest_one(ingester, path, lambda context: read_batches(stream, context))
+            return _replay_known_input(ingester, path, known)
+        return _ingest_one(ingester, path, path, source)
     except OSError as error:
         raise InputFileError(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def keeps_in_memory(paths: Iterable[str]) -> bool:
+    """Whether a run of ``paths`` keeps its new events in memory (see MEMORY_MIN_BYTES)."""
+    size = 0
+    for path in paths:
+        if path == "-":
+            return True
+        with contextlib.suppress(OSError):  # a missing file is reported when it is read
+            size += Path(path).stat().st_size
+    return size >= MEMORY_MIN_BYTES
 
 
 def ingest_files(
@@ -219,6 +274,7 @@ def ingest_files(
     currency: str,
     zone: ZoneInfo,
     progress: Callable[[int], None] = lambda count: None,
+    source: Source | None = None,
 ) -> IngestResult:
     """Reads every file (``-`` is stdin) into the store, inside the caller's transaction.
 
@@ -229,16 +285,27 @@ def ingest_files(
         currency: the books' currency.
         zone: the books' timezone.
         progress: called with the number of lines read since the last call.
+        source: where the new events come from (default: a :class:`LocalSource`).
 
     Returns:
-        Counts, the customers whose events changed, and the inputs' SHA-256.
+        Counts, the customers whose events changed, the inputs' SHA-256 and the new events
+        kept in memory.
 
     Raises:
         InputFileError: an input file cannot be read.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="compress") as pool:
         ingester = _Ingester(db, run_id, currency, zone, _Blocks(db, pool), progress)
-        inputs = [_ingest_path(ingester, path) for path in paths]
+        local = source is None
+        source = source or LocalSource(db, ingester.finish, keeps_in_memory(paths))
+        inputs = []
+        for path in paths:
+            inputs.append(_ingest_path(ingester, path, source))
+            if local and ingester.memory is None:
+                source.keep = False
+        ingester.finish()
+    if local and not source.keep:
+        ingester.memory = None  # an input was too large to keep (or the run's events were)
     return IngestResult(
         read=ingester.read,
         new_events=ingester.new_events,
@@ -246,4 +313,5 @@ def ingest_files(
         schema_rejected=ingester.rejected,
         customers={c: datetime.date.fromisoformat(d) for c, d in ingester.customers.items()},
         inputs=tuple(inputs),
+        memory=ingester.memory,
     )

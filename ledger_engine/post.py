@@ -14,6 +14,7 @@ checkpoints are tested against (the books come out byte for byte the same).
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from typing import NamedTuple
 
 import sqlite_utils
 
-from ledger_engine import commit, derive
+from ledger_engine import commit, derive, worker
 from ledger_engine.books import layout
 from ledger_engine.books.files import write_point
 from ledger_engine.core import dates
@@ -70,31 +71,27 @@ def _derive_customers(
     context: derive.RunContext,
     writer: commit.JournalWriter,
     progress: Progress,
+    memory: derive.RunEvents,
+    helper: worker.Worker | None,
 ) -> list[NewEntry]:
-    """Derives every touched customer, a chunk of customers per query; saves the derived
-    state and the checkpoints."""
+    """Derives every touched customer (the worker's share in the worker, at the same time)
+    and saves the derived state and the checkpoints; returns the new entries, in customer
+    order."""
     customers = sorted(touched)
-    entries: list[NewEntry] = []
-    for first in range(0, len(customers), queries.CUSTOMER_CHUNK):
-        chunk = customers[first : first + queries.CUSTOMER_CHUNK]
-        windows = derive.windows_of_chunk(db, chunk, touched, context)
-        for customer in chunk:
-            derived, window, deltas = derive.derive_one(db, customer, windows[customer], context)
-            since = window.start.day if window.start else None
-            queries.save_derived_state(
-                db, customer, derived.rating, derived.wallet, derived.next_due,
-                context.run_id, since,
-            )  # fmt: skip
-            queries.add_conversation_events(db, customer, deltas)
-            checkpoint_store.replace_after(
-                db, customer, context.basis, since,
-                derived.checkpoints if context.keep else (), context.through,
-            )  # fmt: skip
-            if derived.rating.terms:
-                writer.ensure_customer(customer)
-            entries += derived.new_entries
-        progress.customers(first + len(chunk), len(customers))
-    return entries
+    theirs = [c for c in customers if worker.in_worker_share(c)] if helper else []
+    mine = [c for c in customers if not worker.in_worker_share(c)] if helper else customers
+    derived = derive.derive_customers(db, mine, touched, context, memory)
+    if helper:  # the worker starts on its share now, and this process on its own
+        derived = itertools.chain(derived, helper.derive(theirs, touched, context))
+    entries: dict[str, list[NewEntry]] = {}
+    for done, planned in enumerate(derived, 1):
+        queries.apply_writes(db, planned.writes)
+        if planned.has_terms:
+            writer.ensure_customer(planned.customer)
+        entries[planned.customer] = planned.new_entries
+        if done % queries.CUSTOMER_CHUNK == 0 or done == len(customers):
+            progress.customers(done, len(customers))
+    return [entry for customer in customers for entry in entries[customer]]
 
 
 def _touched(ingested: IngestResult, due: dict[str, datetime.date]) -> dict[str, datetime.date]:
@@ -128,8 +125,13 @@ def post(
     Returns:
         The counts of the run.
     """
-    with commit.writing(books_dir, wait_seconds) as run:
-        result = _post_run(run, paths, through, progress, full)
+    with commit.writing(books_dir, wait_seconds) as run, worker.no_cycle_collector():
+        helper = worker.Worker(books_dir) if worker.use_worker(list(paths)) else None
+        try:
+            result = _post_run(run, paths, through, progress, full, helper)
+        finally:
+            if helper:
+                helper.close()
     write_point("after commit")
     return result
 
@@ -149,12 +151,14 @@ def _result(run: commit.Run, ingested: IngestResult, through, written: int) -> P
     )
 
 
-def _post_run(run: commit.Run, paths, through, progress: Progress, full: bool) -> PostResult:
+def _post_run(
+    run: commit.Run, paths, through, progress: Progress, full: bool, helper
+) -> PostResult:
     db = run.db
     rules = load_rules(run.books_dir / layout.RULES_NAME)
     zone = dates.load_zone(run.timezone)
     through = through or dates.yesterday(datetime.datetime.now(datetime.UTC), zone)
-    ingested = ingest_files(db, paths, run.run_id, run.currency, zone, progress.lines)
+    ingested = ingest_files(db, paths, run.run_id, run.currency, zone, progress.lines, helper)
     posted_before = queries.posted_through(db)
     first_open = queries.first_open_day(db)
     # A run through a day before the first open month defers corrections of closed days;
@@ -169,7 +173,9 @@ def _post_run(run: commit.Run, paths, through, progress: Progress, full: bool) -
     due = queries.due_customers(db, through)
     if full:
         due = {customer: through for customer, _ in queries.customers(db)} | due
-    entries = _derive_customers(db, _touched(ingested, due), context, writer, progress)
+    entries = _derive_customers(
+        db, _touched(ingested, due), context, writer, progress, ingested.memory, helper
+    )
     written = writer.write_summaries(plan_gl_summaries(entries, run.run_id))
     hashes = writer.write()
     result = _result(run, ingested, through, written)

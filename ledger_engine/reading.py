@@ -1,36 +1,46 @@
-"""Reading: an input stream into checked batches, in this process or in a reader process.
+"""Reading: an input stream into checked batches, and checked batches into new events.
 
 :func:`read_batches` reads an input in batches of lines; each :class:`Batch` holds the
 bytes of its lines (the input's next block, stored by ingest), the store rows of its
 schema-valid events and the quarantine rows of the rest, and the last item is :class:`Done`
-with the input's SHA-256.  The same function runs inline or, for a large file on a machine
-with more than one core, in a reader process (:func:`batches_of_file`): the schema checks
-then run on another core while this one writes the store.  Both give the same batches, so
-the books do not depend on where the checks ran.  The reader process touches no store and
-no books; ingest's transaction and the crash protocol are the same either way.
+with the input's SHA-256.  :class:`Known` then tells a new event from a repeat (SPEC §2:
+a duplicate, or an id conflict) and :meth:`Known.new_events` turns a batch into what ingest
+stores (:class:`NewEvents`).  The same functions run in this process, in the run's worker
+process (:mod:`ledger_engine.worker`), or, the checks only, for an input too large to keep
+in memory, in a reader process (:func:`batches_of_file`): the schema checks then run on
+another core while this one writes the store.  All give the same batches, so the books do
+not depend on where the checks ran.  The reader process touches no store and no books;
+ingest's transaction and the crash protocol are the same either way.
 
-``LEDGER_ENGINE_READER`` chooses: ``process`` (a reader process for every file), ``inline``
-(never), unset (a process for files of :data:`PROCESS_MIN_BYTES` or more, given 2 cores).
+``LEDGER_ENGINE_READER`` chooses: ``process`` (another process for every file), ``inline``
+(never), unset (another process for files of :data:`PROCESS_MIN_BYTES` or more, given 2
+cores).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import operator
 import os
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 from zoneinfo import ZoneInfo
 
 from ledger_engine.core import dates, events
 from ledger_engine.core.errors import InputFileError
+from ledger_engine.core.model import ID_CONFLICT, Event, Line, Rejection
 from ledger_engine.store import queries
 from ledger_engine.store.queries import INSERT_BATCH_SIZE
 
 PROCESS_MIN_BYTES = 4 * 1024 * 1024  # below this a reader process costs more than it saves
+# Inputs larger than this are never kept in memory whole: their lines are checked in a
+# reader process (given two cores) and their events read back from the store.
+MEMORY_INPUT_BYTES_MAX = 512 * 1024 * 1024
 READER_VARIABLE = "LEDGER_ENGINE_READER"
 # The reader process's program (the batches it pickles name ledger_engine.reading's records).
 READER_COMMAND = (
@@ -57,6 +67,21 @@ class Batch(NamedTuple):
     lines: int  # how many non-blank lines it holds
     events: list[tuple]  # the events row of each schema-valid line
     rejected: list[dict]  # the quarantine row of each line the schema checks rejected
+    checked: list[Event] | None = None  # the event of each row (when they are kept)
+
+
+class NewEvents(NamedTuple):
+    """A batch as ingest stores it: its new events, and what the others were."""
+
+    block: int
+    first_line: int
+    data: bytes
+    lines: int
+    events: list[tuple]  # the events rows of its new events, by customer and day
+    rejected: list[dict]  # quarantine rows: the schema's rejections, then the id conflicts
+    duplicates: int  # exact repeats of events ingested before
+    touched: dict[str, str]  # customer -> the earliest day (ISO) of its new events here
+    kept: list[Event]  # the new events kept for this process's derivation
 
 
 class Done(NamedTuple):
@@ -75,29 +100,141 @@ def line_text(batch: Batch, number: int) -> str:
 
 
 def check_batch(
-    numbered: list[tuple[int, bytes]], context: ReadContext, block: int
-) -> tuple[list[tuple], list[dict]]:
+    numbered: list[tuple[int, bytes]], context: ReadContext, block: int, keep: bool = False
+) -> tuple[list[tuple], list[dict], list[Event] | None]:
     """The schema checks of a batch of ``(line number, raw bytes)``: the events rows of the
-    valid lines, the quarantine rows of the others."""
-    valid, rejected = [], []
-    check, row = events.check_line, queries.event_row
+    valid lines, the quarantine rows of the others, and (``keep``) the valid events.  A
+    line of a plain shape takes the fast path; every other one gets :func:`check_line`."""
+    valid, rejected, checked = [], [], []
+    fast, check, row = events.fast_check, events.check_line, queries.event_row
     name, currency, zone, run_id = context.name, context.currency, context.zone, context.run_id
     for number, raw in numbered:
-        line = check(raw, name, number, currency, zone)
-        if line.event is None:
-            rejected.append(queries.quarantine_row(line, line.rejection, run_id))
-        else:
-            valid.append(row(line.event, line.content, block, number, run_id))
-    return valid, rejected
+        found = fast(raw, currency, zone)
+        if found is None:
+            line = check(raw, name, number, currency, zone)
+            if line.event is None:
+                rejected.append(queries.quarantine_row(line, line.rejection, run_id))
+                continue
+            found = line.event, line.content
+        valid.append(row(found[0], found[1], block, number, run_id))
+        checked.append(found[0])
+    return valid, rejected, checked if keep else None
 
 
-def read_batches(stream: BinaryIO, context: ReadContext) -> Iterator[Batch | Done]:
-    """Reads and checks an input in batches; the last item is :class:`Done`."""
+def read_batches(
+    stream: BinaryIO, context: ReadContext, keep: bool = False
+) -> Iterator[Batch | Done]:
+    """Reads and checks an input in batches (with their events, if ``keep``); the last item
+    is :class:`Done`."""
     blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE)
     for block, read in enumerate(blocks, context.first_block):
-        valid, rejected = check_batch(read.lines, context, block)
-        yield Batch(block, read.first_line, read.data, len(read.lines), valid, rejected)
+        valid, rejected, checked = check_batch(read.lines, context, block, keep)
+        yield Batch(block, read.first_line, read.data, len(read.lines), valid, rejected, checked)
     yield Done(blocks.sha256)
+
+
+_customer_and_day = operator.itemgetter(queries.ROW_CUSTOMER, queries.ROW_DAY)
+
+
+class Known:
+    """The content key of every event id ingested before this run (asked of the store) or
+    earlier in it (kept here), to tell a new event from a repeat (SPEC §2).
+
+    ``sees_run``: the store connection sees this run's own rows (this process writes them),
+    so ids need not be kept here once the store holds some; a worker process, which sees
+    only what earlier runs committed, keeps every id of the run.  On books without events (a
+    first night) ids are only looked up among the run's, up to ``run_ids_max``; past that
+    (``sees_run`` only) the store is asked, once ``before_store`` has run (ingest builds
+    the indexes a first night's load went without).
+    """
+
+    def __init__(
+        self,
+        db,
+        sees_run: bool,
+        before_store: Callable[[], None] = lambda: None,
+        run_ids_max: int = 0,
+    ):
+        self.db = db
+        self.store_has_events = queries.has_events(db)
+        self.sees_run = sees_run
+        self.before_store = before_store
+        self.run_ids_max = run_ids_max
+        self.run: dict[str, int] | None = None if sees_run and self.store_has_events else {}
+
+    def _known(self, rows: list[tuple]) -> dict[str, int]:
+        if self.sees_run and self.run is not None and len(self.run) > self.run_ids_max:
+            self.run = None  # bounded memory: from here on the store (it has them all)
+            self.before_store()
+            self.store_has_events = True
+        if self.run is not None and not self.store_has_events:
+            return self.run  # only this run's ids can repeat
+        keyed = list({(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row in rows})
+        known = queries.known_event_contents(self.db, keyed) if self.store_has_events else {}
+        if self.run is not None:
+            for event_id, _ in keyed:
+                content = self.run.get(event_id)
+                if content is not None:
+                    known[event_id] = content
+        return known
+
+    def new_events(self, batch: Batch, name: str, run_id: int, keep) -> NewEvents:
+        """The new events of a checked batch (and the conflicts); ``keep(customer)`` tells
+        whose events this process keeps for its derivation (those of the batch's events)."""
+        known = self._known(batch.events)
+        run = self.run if self.run is not known else None
+        rows, quarantined, kept, touched, duplicates = [], list(batch.rejected), [], {}, 0
+        checked = batch.checked or [None] * len(batch.events)
+        get, earliest = known.get, touched.get
+        for row, event in zip(batch.events, checked, strict=True):
+            event_id, _, _, customer, _, day, _, content = row[:8]
+            stored = get(event_id)
+            if stored is None:
+                known[event_id] = content
+                if run is not None:
+                    run[event_id] = content
+                rows.append(row)
+                if day < earliest(customer, "~"):
+                    touched[customer] = day
+                if event is not None and keep(customer):
+                    kept.append(event)
+            elif stored == content:
+                duplicates += 1
+            else:
+                number = row[queries.ROW_LINE]
+                conflict = Rejection(
+                    ID_CONFLICT, "id", "id already ingested with other content", event_id
+                )
+                line = Line(name, number, line_text(batch, number), None, None, None)
+                quarantined.append(queries.quarantine_row(line, conflict, run_id))
+        # A customer's events of a batch side by side: a later night reads them together.
+        rows.sort(key=_customer_and_day)
+        return NewEvents(batch.block, batch.first_line, batch.data, batch.lines, rows,
+                         quarantined, duplicates, touched, kept)  # fmt: skip
+
+
+def pickle_fast(item) -> memoryview:
+    """``item`` pickled without a memo (several times faster for rows of scalars; no
+    shared or cyclic references in what is sent)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True
+    pickler.dump(item)
+    return buffer.getbuffer()
+
+
+def write_all(descriptor: int, data) -> None:
+    """Writes every byte of ``data`` to a pipe with ``os.write``: a buffered writer's large
+    write lost bytes when the process was stopped and continued mid-write (SIGSTOP and
+    SIGCONT: job control, a profiler)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
+
+
+def write_pickle(descriptor: int, item) -> None:
+    """Writes ``item`` as one pickle to a pipe, every byte of it."""
+    write_all(descriptor, pickle_fast(item))
 
 
 def _main(argv: list[str]) -> int:
@@ -106,12 +243,11 @@ def _main(argv: list[str]) -> int:
     path, spec = argv
     name, currency, zone, run_id, first_block = json.loads(spec)
     context = ReadContext(name, currency, dates.load_zone(zone), run_id, first_block)
-    out = sys.stdout.buffer
+    out = sys.stdout.fileno()
     try:
         with Path(path).open("rb") as stream:
             for item in read_batches(stream, context):
-                pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
+                write_pickle(out, item)
     except BrokenPipeError:
         return 1  # the run stopped reading (it failed or was interrupted)
     except OSError as error:

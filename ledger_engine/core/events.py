@@ -20,7 +20,7 @@ import orjson
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ledger_engine.core import dates
-from ledger_engine.core.digests import digest_key, text_key
+from ledger_engine.core.digests import text_key
 from ledger_engine.core.model import (
     AI_FEATURES,
     CHANNELS,
@@ -493,28 +493,79 @@ def _utc_day(text: str) -> datetime.date | None:
     return day
 
 
-def _moment(text: str, utc: bool, zone: ZoneInfo) -> tuple[str, datetime.date] | None:
+# YYYY-MM-DDTHH:MM:SSZ with a time that exists: in UTC books its day is its date.
+_UTC_SECOND = re.compile(r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ")
+
+
+def _moment(text: str, zone: ZoneInfo) -> tuple[str, datetime.date] | None:
     """The UTC key and booking day of a timestamp as :func:`_check_common` makes them, or
     None where it would reject it (or where this is not sure: the checks above decide)."""
-    if (
-        utc
-        and len(text) == 20
-        and text[19] == "Z"
-        and text[10] == "T"
-        and text[4] == text[7] == "-"
-        and text[13] == text[16] == ":"
-        and text[11:13] <= "23"
-        and text[14:16] <= "59"
-        and text[17:19] <= "59"
-        and (text[:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19]).isdigit()
-    ):
-        # YYYY-MM-DDTHH:MM:SSZ in UTC books: the day is the date, the time exists.
-        day = _utc_day(text[:10])
-        return None if day is None else (f"{text[:19]}.000000Z", day)
+    if zone.key == "UTC" and _UTC_SECOND.fullmatch(text):
+        day = _days.get(text[:10], False)
+        if day is False:
+            day = _utc_day(text[:10])
+        return None if day is None else (text[:19] + ".000000Z", day)
     moment = dates.parse_timestamp(text)
     if moment is None or not AT_YEAR_MIN <= moment.year <= AT_YEAR_MAX:
         return None
     return dates.utc_key_of_text(text, moment), dates.booking_day(moment, zone)
+
+
+# The typed fields of a usage event after its conversation (all defaults), and of a money
+# event after its amount and channel.
+_AFTER_CONVERSATION = _NO_TYPED[2:]
+assert _CHANNEL_AT == _AMOUNT_AT + 1
+_AFTER_CHANNEL = _NO_TYPED[_CHANNEL_AT + 1 :]
+_BEFORE_AMOUNT = _NO_TYPED[:_AMOUNT_AT]
+
+
+# The canonical JSON has its keys in order: amount, at, channel, conversation, currency,
+# customer, feature, id, type.  ``given`` is the currency's part of it ('' without one).
+
+
+def _usage_event(document: _Usage, given: str, moment: tuple) -> tuple[tuple, str] | None:
+    """The Event fields and canonical JSON of a plain usage event."""
+    at, customer, event_id = document.at, document.customer, document.id
+    feature, conversation = document.feature, document.conversation
+    if conversation is UNSET:
+        if feature != "playground":
+            return None
+        canonical = (
+            f'{{"at":"{at}"{given},"customer":"{customer}","feature":"{feature}",'
+            f'"id":"{event_id}","type":"ai_usage"}}'
+        )
+        conversation = None
+    else:
+        canonical = (
+            f'{{"at":"{at}","conversation":"{conversation}"{given},"customer":"{customer}",'
+            f'"feature":"{feature}","id":"{event_id}","type":"ai_usage"}}'
+        )
+        if feature == "playground":
+            conversation = None
+    fields = (event_id, "ai_usage", customer, *moment, feature, conversation)
+    return fields + _AFTER_CONVERSATION, canonical
+
+
+def _money_event(document: _Money, given: str, moment: tuple) -> tuple[tuple, str] | None:
+    """The Event fields and canonical JSON of a plain top-up, payment or channel usage."""
+    amount = document.amount
+    cents = _cents(amount)
+    if cents is None:
+        return None
+    at, customer, event_id = document.at, document.customer, document.id
+    amount_text = amount if type(amount) is int else f'"{amount}"'
+    kind = type(document)
+    if kind is _Channel:
+        event_type, channel = "channel_usage", document.channel
+        middle = f',"channel":"{channel}"'
+    else:
+        event_type, channel, middle = ("top_up" if kind is _TopUp else "payment"), None, ""
+    canonical = (
+        f'{{"amount":{amount_text},"at":"{at}"{middle}{given},"customer":"{customer}",'
+        f'"id":"{event_id}","type":"{event_type}"}}'
+    )
+    fields = (event_id, event_type, customer, *moment, *_BEFORE_AMOUNT, cents, channel)
+    return fields + _AFTER_CHANNEL, canonical
 
 
 def fast_check(raw: bytes, currency: str, zone: ZoneInfo) -> tuple[Event, int] | None:
@@ -526,45 +577,21 @@ def fast_check(raw: bytes, currency: str, zone: ZoneInfo) -> tuple[Event, int] |
         document = _DECODER.decode(raw)
     except Exception:  # noqa: BLE001 - not a plain line (RecursionError too): checked above
         return None
-    at, customer, given = document.at, document.customer, document.currency
-    if (given is not UNSET and given != currency) or not _customer_ok(customer):
+    customer, given = document.customer, document.currency
+    if customer not in _customers and not _customer_ok(customer):
         return None
-    moment = _moment(at, zone.key == "UTC", zone)
+    if given is UNSET:
+        given = ""
+    elif given == currency:
+        given = f',"currency":"{given}"'
+    else:
+        return None
+    moment = _moment(document.at, zone)
     if moment is None:
         return None
-    # The canonical JSON has its keys in order: amount, at, channel, conversation, currency,
-    # customer, feature, id, type.
-    tail = "" if given is UNSET else f',"currency":"{given}"'
-    tail += f',"customer":"{customer}"'
-    kind = type(document)
-    if kind is _Usage:
-        event_type, feature, conversation = "ai_usage", document.feature, document.conversation
-        if conversation is UNSET:
-            if feature != "playground":
-                return None
-            head = f'{{"at":"{at}"'
-            typed = (feature, *_NO_TYPED[1:])
-        else:
-            head = f'{{"at":"{at}","conversation":"{conversation}"'
-            kept = None if feature == "playground" else conversation
-            typed = (feature, kept, *_NO_TYPED[2:])
-        tail += f',"feature":"{feature}"'
-    else:
-        cents = _cents(document.amount)
-        if cents is None:
-            return None
-        amount = document.amount
-        head = f'{{"amount":{amount}' if type(amount) is int else f'{{"amount":"{amount}"'
-        head += f',"at":"{at}"'
-        typed = list(_NO_TYPED)
-        typed[_AMOUNT_AT] = cents
-        if kind is _Channel:
-            event_type = "channel_usage"
-            typed[_CHANNEL_AT] = document.channel
-            head += f',"channel":"{document.channel}"'
-        else:
-            event_type = "top_up" if kind is _TopUp else "payment"
-    canonical = f'{head}{tail},"id":"{document.id}","type":"{event_type}"}}'
-    content = digest_key(hashlib.sha256(canonical.encode()).digest())
-    event = tuple.__new__(Event, (document.id, event_type, customer, *moment, *typed))
-    return event, content
+    made = (_usage_event if type(document) is _Usage else _money_event)(document, given, moment)
+    if made is None:
+        return None
+    fields, canonical = made
+    content = int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big", signed=True)
+    return tuple.__new__(Event, fields), content

@@ -119,18 +119,27 @@ def replace_after(
 ) -> None:
     """Drops the customer's checkpoints after ``since`` (all of them when None: they were
     derived from what has changed), stores the new ones and drops daily ones long past."""
+    for sql, rows in replacing_writes(customer, basis_text, since, checkpoints, last_posted):
+        db.conn.executemany(sql, rows)
+
+
+def replacing_writes(
+    customer: str,
+    basis_text: str,
+    since: datetime.date | None,
+    checkpoints: Iterable[Checkpoint],
+    last_posted: datetime.date,
+) -> list[tuple[str, list[tuple]]]:
+    """The writes of :func:`replace_after` (statements and their parameters)."""
     if since is None:
-        db.execute("DELETE FROM checkpoints WHERE customer = ?", [customer])
+        drop = ("DELETE FROM checkpoints WHERE customer = ?", [(customer,)])
     else:
-        db.execute(
-            "DELETE FROM checkpoints WHERE customer = ? AND day > ?",
-            [customer, since.isoformat()],
-        )
-    db.conn.executemany(
-        "INSERT OR REPLACE INTO checkpoints (customer, day, basis, state) VALUES (?, ?, ?, ?)",
-        [(customer, c.day.isoformat(), basis_text, encode(c)) for c in checkpoints],
-    )
-    db.execute(
-        "DELETE FROM checkpoints WHERE customer = ? AND day < ? AND substr(day, 9) != '01'",
-        [customer, (last_posted - KEEP_DAILY).isoformat()],
-    )
+        drop = ("DELETE FROM checkpoints WHERE customer = ? AND day > ?",
+                [(customer, since.isoformat())])  # fmt: skip
+    return [
+        drop,
+        ("INSERT OR REPLACE INTO checkpoints (customer, day, basis, state) VALUES (?, ?, ?, ?)",
+         [(customer, c.day.isoformat(), basis_text, encode(c)) for c in checkpoints]),
+        ("DELETE FROM checkpoints WHERE customer = ? AND day < ? AND substr(day, 9) != '01'",
+         [(customer, (last_posted - KEEP_DAILY).isoformat())]),
+    ]  # fmt: skip

@@ -19,7 +19,7 @@ import orjson
 import sqlite_utils
 
 from ledger_engine.core import accounts
-from ledger_engine.core.digests import digest_key, text_key
+from ledger_engine.core.digests import digest_key
 from ledger_engine.core.model import (
     EVENT_TYPED_FIELDS,
     Conversation,
@@ -115,9 +115,13 @@ EVENT_INSERT = (
 ROW_ID, ROW_ID_KEY, ROW_CUSTOMER, ROW_DAY, ROW_CONTENT, ROW_LINE = 0, 1, 3, 5, 7, 9
 
 
+_sha256 = hashlib.sha256
+
+
 def id_key(event_id: str) -> int:
-    """The key events are found by: the key of the SHA-256 of the id."""
-    return text_key(event_id.encode())
+    """The key events are found by: the key of the SHA-256 of the id (``text_key`` of it,
+    written out: this runs for every event)."""
+    return int.from_bytes(_sha256(event_id.encode()).digest()[:8], "big", signed=True)
 
 
 def _by_id(ids: list[str]) -> tuple[str, list]:
@@ -181,14 +185,33 @@ def event_row(event: Event, content: int, block: int, number: int, run_id: int) 
         if len(_day_texts) > 4096:
             _day_texts.clear()
         day = _day_texts[event.day] = event.day.isoformat()
+    event_id = event.id
     return (
-        event.id, id_key(event.id), event.type, event.customer, event.at, day,
+        event_id, id_key(event_id), event.type, event.customer, event.at, day,
         _stored_fields(event[_TYPED_START:]), content, block, number, run_id,
     )  # fmt: skip
 
 
 def insert_events(db: sqlite_utils.Database, rows: list[tuple]) -> None:
     db.conn.executemany(EVENT_INSERT, rows)
+
+
+def drop_event_indexes(db: sqlite_utils.Database) -> list[str]:
+    """Drops the indexes of ``events`` (inside the run's transaction) for a bulk load into
+    an empty table; returns their SQL for :func:`create_indexes` once the rows are in.  An
+    index built once over a million rows costs a third of one kept up row by row."""
+    indexes = db.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
+        "AND sql IS NOT NULL ORDER BY name"
+    ).fetchall()
+    for name, _ in indexes:
+        db.execute(f"DROP INDEX {name}")
+    return [sql for _, sql in indexes]
+
+
+def create_indexes(db: sqlite_utils.Database, indexes: list[str]) -> None:
+    for sql in indexes:
+        db.execute(sql)
 
 
 # ------------------------------------------------------------------- input blocks
@@ -332,14 +355,33 @@ def _events_of_rows(rows, result: dict[str, list[Event]], run_id: int = 0) -> se
     return of_run
 
 
-def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str, list[Event]]:
-    """Every schema-valid event of each customer; one query for the whole chunk."""
+def events_of_event_rows(rows: Iterable[tuple]) -> list[Event]:
+    """The events of ``events`` rows as :func:`event_row` makes them (not read back)."""
+    days: dict[str, datetime.date] = {}
+    new, loads, padding, result = tuple.__new__, orjson.loads, _PADDING, []
+    for event_id, _, event_type, customer, at, day_text, fields, *_ in rows:
+        day = days.get(day_text)
+        if day is None:
+            day = days[day_text] = datetime.date.fromisoformat(day_text)
+        typed = loads(fields)
+        result.append(
+            new(Event, (event_id, event_type, customer, at, day, *typed, *padding[len(typed)]))
+        )
+    return result
+
+
+def customer_events(
+    db: sqlite_utils.Database, customers: list[str], before_run: int | None = None
+) -> dict[str, list[Event]]:
+    """Every schema-valid event of each customer (only those of runs before ``before_run``,
+    when given); one query for the whole chunk."""
     result: dict[str, list[Event]] = {customer: [] for customer in customers}
+    earlier = "" if before_run is None else " AND run_id < ?"
     _events_of_rows(
         db.conn.execute(
             f"SELECT id, type, customer, at, day, fields, run_id FROM events "
-            f"WHERE customer IN ({_marks(customers)}) ORDER BY customer",
-            customers,
+            f"WHERE customer IN ({_marks(customers)}){earlier} ORDER BY customer",
+            [*customers, *([] if before_run is None else [before_run])],
         ),
         result,
     )
@@ -347,16 +389,20 @@ def customer_events(db: sqlite_utils.Database, customers: list[str]) -> dict[str
 
 
 def customer_events_since(
-    db: sqlite_utils.Database, customer: str, day: datetime.date, run_id: int
+    db: sqlite_utils.Database,
+    customer: str,
+    day: datetime.date,
+    run_id: int,
+    earlier_only: bool = False,
 ) -> tuple[list[Event], set[str]]:
-    """The schema-valid events of one customer from ``day`` on, and the ids of those that
-    run ``run_id`` ingested."""
+    """The schema-valid events of one customer from ``day`` on (only those of runs before
+    ``run_id``, if ``earlier_only``), and the ids of those that run ``run_id`` ingested."""
     result: dict[str, list[Event]] = {customer: []}
     of_run = _events_of_rows(
         db.conn.execute(
             "SELECT id, type, customer, at, day, fields, run_id FROM events "
-            "WHERE customer = ? AND day >= ?",
-            [customer, day.isoformat()],
+            "WHERE customer = ? AND day >= ?" + (" AND run_id < ?" if earlier_only else ""),
+            [customer, day.isoformat(), *([run_id] if earlier_only else [])],
         ),
         result,
         run_id,
@@ -445,20 +491,31 @@ def _verdict_runs(db, customer: str, since: datetime.date | None) -> dict[tuple,
     return {(event_id, reason): run_id for event_id, reason, run_id in rows}
 
 
-def _delete_derived_since(
-    db: sqlite_utils.Database, customer: str, since: datetime.date, verdicts: Iterable[str]
-):
-    """Deletes what a derivation resumed at ``since`` derives again: the ``verdicts`` (on
-    events from that day), conversations first seen from it, periods still open on it, lots
+# A write to the store: a statement and the parameters of each time it runs.  A
+# derivation's writes are planned where it ran (this process or the run's worker, which
+# reads the store but never writes it) and applied here, in the run's transaction.
+Write = tuple[str, list[tuple]]
+
+
+def apply_writes(db: sqlite_utils.Database, writes: Iterable[Write]) -> None:
+    for sql, rows in writes:
+        db.conn.executemany(sql, rows)
+
+
+def _deletes_since(
+    customer: str, since: datetime.date, verdicts: Iterable[str]
+) -> list[Write]:
+    """What a derivation resumed at ``since`` derives again: the ``verdicts`` (on events
+    from that day), conversations first seen from it, periods still open on it, lots
     credited from it (the lots holding money on it are stored again, replaced)."""
     day = since.isoformat()
-    db.conn.executemany("DELETE FROM verdicts WHERE event_id = ?", ((v,) for v in verdicts))
-    db.execute("DELETE FROM conversations WHERE customer = ? AND day >= ?", [customer, day])
-    db.execute(
-        "DELETE FROM periods WHERE customer = ? AND (period_end IS NULL OR period_end > ?)",
-        [customer, day],
-    )
-    db.execute("DELETE FROM lots WHERE customer = ? AND day >= ?", [customer, day])
+    return [
+        ("DELETE FROM verdicts WHERE event_id = ?", [(v,) for v in verdicts]),
+        ("DELETE FROM conversations WHERE customer = ? AND day >= ?", [(customer, day)]),
+        ("DELETE FROM periods WHERE customer = ? AND (period_end IS NULL OR period_end > ?)",
+         [(customer, day)]),  # fmt: skip
+        ("DELETE FROM lots WHERE customer = ? AND day >= ?", [(customer, day)]),
+    ]
 
 
 _CONVERSATION_INSERT = (
@@ -466,6 +523,67 @@ _CONVERSATION_INSERT = (
     "first_at, first_event, kind, status, price, rules_version, events, run_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_PERIOD_INSERT = (
+    "INSERT INTO periods (customer, period_start, period_end, plan, interval, included) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_VERDICT_INSERT = (
+    "INSERT INTO verdicts (event_id, customer, reason, run_id, event_key) VALUES (?, ?, ?, ?, ?)"
+)
+_LOT_INSERT = (
+    "INSERT OR REPLACE INTO lots (customer, lot_id, kind, day, last_valid, amount, remainder) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_CUSTOMER_UPSERT = (
+    "INSERT INTO customers (customer, segment, next_due) VALUES (?, ?, ?) "
+    "ON CONFLICT (customer) DO UPDATE SET next_due = excluded.next_due"
+)
+
+
+def derived_state_writes(
+    db: sqlite_utils.Database,
+    customer: str,
+    rating: Rating,
+    wallet: WalletResult,
+    next_due: datetime.date | None,
+    run_id: int,
+    since: datetime.date | None = None,
+) -> list[Write]:
+    """The writes that replace the customer's derived state (verdicts, periods,
+    conversations, lots) and record in ``conversation_history`` every conversation whose
+    classification changed; it reads what they replace, and writes nothing.
+
+    ``since``: the day a resumed derivation started at (it replaces only what it derived);
+    None for a derivation from the first event (it replaces everything).
+    """
+    classified_in, history = _classification_changes(db, customer, rating, run_id, since)
+    verdict_runs = _verdict_runs(db, customer, since)
+    if since is None:
+        writes = [(f"DELETE FROM {table} WHERE customer = ?", [(customer,)])
+                  for table in ("verdicts", "conversations", "lots", "periods")]  # fmt: skip
+    else:
+        writes = _deletes_since(customer, since, {event_id for event_id, _ in verdict_runs})
+    iso = _iso
+    return [
+        history,
+        *writes,
+        (_PERIOD_INSERT, [(customer, p.start.isoformat(), iso(p.end), p.plan, p.interval,
+                           p.included) for p in rating.periods]),  # fmt: skip
+        (_VERDICT_INSERT, [(event_id, customer, reason,
+                            verdict_runs.get((event_id, reason), run_id), id_key(event_id))
+                           for event_id, reason in {**rating.verdicts,
+                                                    **wallet.verdicts}.items()]),  # fmt: skip
+        (_CONVERSATION_INSERT, [
+            (customer, c.conversation, c.period_start.isoformat(), iso(c.period_end),
+             c.day.isoformat(), c.first_at, c.first_event, c.kind, c.status, c.price,
+             c.rules_version, c.events, classified_in[c.conversation])
+            for c in rating.conversations
+        ]),  # fmt: skip
+        (_LOT_INSERT, [(customer, lot.lot_id, lot.kind, lot.day.isoformat(),
+                        lot.last_valid.isoformat(), lot.amount, lot.remainder)
+                       for lot in wallet.lots]),  # fmt: skip
+        (_CUSTOMER_UPSERT, [(customer, accounts.customer_segment(customer), iso(next_due))]),
+    ]
 
 
 def save_derived_state(
@@ -477,46 +595,9 @@ def save_derived_state(
     run_id: int,
     since: datetime.date | None = None,
 ) -> None:
-    """Replaces the customer's derived state (verdicts, periods, conversations, lots) and
-    records in ``conversation_history`` every conversation whose classification changed.
-
-    ``since``: the day a resumed derivation started at (it replaces only what it derived);
-    None for a derivation from the first event (it replaces everything).
-    """
-    classified_in = _record_classification_changes(db, customer, rating, run_id, since)
-    verdict_runs = _verdict_runs(db, customer, since)
-    if since is None:
-        for table in ("verdicts", "conversations", "lots", "periods"):
-            db.execute(f"DELETE FROM {table} WHERE customer = ?", [customer])
-    else:
-        _delete_derived_since(db, customer, since, {event_id for event_id, _ in verdict_runs})
-    insert_dicts(db, "periods", (
-        {"customer": customer, "period_start": p.start.isoformat(), "period_end": _iso(p.end),
-         "plan": p.plan, "interval": p.interval, "included": p.included}
-        for p in rating.periods
-    ))  # fmt: skip
-    insert_dicts(db, "verdicts", (
-        {"event_id": event_id, "customer": customer, "reason": reason,
-         "run_id": verdict_runs.get((event_id, reason), run_id),
-         "event_key": id_key(event_id)}
-        for event_id, reason in {**rating.verdicts, **wallet.verdicts}.items()
-    ))  # fmt: skip
-    db.conn.executemany(_CONVERSATION_INSERT, (
-        (customer, c.conversation, c.period_start.isoformat(), _iso(c.period_end),
-         c.day.isoformat(), c.first_at, c.first_event, c.kind, c.status, c.price,
-         c.rules_version, c.events, classified_in[c.conversation])
-        for c in rating.conversations
-    ))  # fmt: skip
-    insert_dicts(db, "lots", (
-        {"customer": customer, "lot_id": lot.lot_id, "kind": lot.kind,
-         "day": lot.day.isoformat(), "last_valid": lot.last_valid.isoformat(),
-         "amount": lot.amount, "remainder": lot.remainder}
-        for lot in wallet.lots
-    ), "OR REPLACE")  # fmt: skip
-    db.execute(
-        "INSERT INTO customers (customer, segment, next_due) VALUES (?, ?, ?) "
-        "ON CONFLICT (customer) DO UPDATE SET next_due = excluded.next_due",
-        [customer, accounts.customer_segment(customer), _iso(next_due)],
+    """Replaces the customer's derived state (:func:`derived_state_writes`, applied)."""
+    apply_writes(
+        db, derived_state_writes(db, customer, rating, wallet, next_due, run_id, since)
     )
 
 
@@ -524,11 +605,12 @@ _CLASSIFICATION = "day, period_start, kind, status, price, rules_version"
 GONE = "gone"  # the status of a conversation no longer rated (its events were rejected)
 
 
-def _record_classification_changes(
+def _classification_changes(
     db, customer: str, rating: Rating, run_id: int, since: datetime.date | None
-) -> dict[str, int]:
-    """Records how this run's classification of each conversation differs from the last
-    one; returns the run each conversation's classification is from.
+) -> tuple[dict[str, int], Write]:
+    """How this run's classification of each conversation differs from the last one: the
+    run each conversation's classification is from, and the ``conversation_history`` rows
+    that record the changes.
 
     A conversation classified once has no history rows (its ``conversations`` row holds
     the run that classified it); at its first change, the earlier classification is
@@ -567,12 +649,11 @@ def _record_classification_changes(
         if has_history is None:
             rows.append((customer, conversation, old_run, *old_classification))
         rows.append((customer, conversation, run_id, *new))
-    db.conn.executemany(
+    sql = (
         f"INSERT OR REPLACE INTO conversation_history (customer, conversation, run_id, "
-        f"{_CLASSIFICATION}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
+        f"{_CLASSIFICATION}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
-    return runs
+    return runs, (sql, rows)
 
 
 def verdicts(db: sqlite_utils.Database) -> dict[str, str]:
@@ -671,12 +752,17 @@ def rejected_event_ids(db: sqlite_utils.Database, customer: str) -> set[str]:
     }
 
 
-def add_conversation_events(db: sqlite_utils.Database, customer: str, deltas: dict[str, int]):
+def conversation_events_writes(customer: str, deltas: dict[str, int]) -> list[Write]:
     """Adds to the event counts of conversations a resumed rating did not rate again."""
-    db.conn.executemany(
+    return [(
         "UPDATE conversations SET events = events + ? WHERE customer = ? AND conversation = ?",
         [(delta, customer, conversation) for conversation, delta in deltas.items() if delta],
-    )
+    )]  # fmt: skip
+
+
+def add_conversation_events(db: sqlite_utils.Database, customer: str, deltas: dict[str, int]):
+    """Adds to the event counts of conversations a resumed rating did not rate again."""
+    apply_writes(db, conversation_events_writes(customer, deltas))
 
 
 def customers(db: sqlite_utils.Database) -> list[tuple[str, str]]:

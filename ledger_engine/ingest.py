@@ -69,8 +69,11 @@ class IngestResult(NamedTuple):
 class Source(Protocol):
     """Where the new events of an input come from."""
 
-    def batches(self, path: str, context: ReadContext) -> Iterator[NewEvents | Done]:
-        """The input's batches of new events, then Done (``path`` ``-`` is stdin)."""
+    def batches(
+        self, path: str, context: ReadContext, known: Known
+    ) -> Iterator[NewEvents | Done]:
+        """The input's batches of new events (told apart by ``known``), then Done (``path``
+        ``-`` is stdin)."""
         ...
 
 
@@ -86,11 +89,12 @@ class LocalSource:
     """Inputs read, checked and told apart from repeats in this process; for a file too
     large to keep in memory (given two cores) the checks run in a reader process."""
 
-    def __init__(self, db: sqlite_utils.Database, before_store: Callable[[], None], keep: bool):
-        self.known = Known(db, True, before_store, RUN_IDS_IN_MEMORY_MAX)
+    def __init__(self, keep: bool):
         self.keep = keep  # keep every new event (until the ingester says it holds enough)
 
-    def batches(self, path: str, context: ReadContext) -> Iterator[NewEvents | Done]:
+    def batches(
+        self, path: str, context: ReadContext, known: Known
+    ) -> Iterator[NewEvents | Done]:
         if path == "-":
             checked = read_batches(sys.stdin.buffer, context, keep=self.keep)
         elif Path(path).stat().st_size > MEMORY_INPUT_BYTES_MAX and use_process(path):
@@ -103,7 +107,7 @@ class LocalSource:
                 yield item
                 return
             keep = _everyone if self.keep else _no_one
-            yield self.known.new_events(item, context.name, context.run_id, keep)
+            yield known.new_events(item, context.name, context.run_id, keep)
 
     def _file(self, path: str, context: ReadContext) -> Iterator[Batch | Done]:
         with Path(path).open("rb") as stream:
@@ -172,6 +176,7 @@ class _Ingester:
         # indexes, built once at the end (or when the store must be asked for ids).
         bulk = not queries.has_events(db)
         self.dropped_indexes = queries.drop_event_indexes(db) if bulk else []
+        self.known = Known(db, True, self.finish, RUN_IDS_IN_MEMORY_MAX)
 
     def finish(self) -> None:
         """Builds the indexes a bulk load went without."""
@@ -236,7 +241,7 @@ def _ingest_one(ingester: _Ingester, path: str, name: str, source: Source) -> di
     rejected_before = Counter(ingester.rejected)
     first_block = ingester.blocks.next()
     context = ReadContext(name, ingester.currency, ingester.zone, ingester.run_id, first_block)
-    sha256 = ingester.ingest_batches(source.batches(path, context), name)
+    sha256 = ingester.ingest_batches(source.batches(path, context, ingester.known), name)
     ingester.blocks.finish(first_block, sha256)
     rejected = ingester.rejected - rejected_before
     valid = ingester.new_events + ingester.duplicates - valid_before + rejected[ID_CONFLICT]
@@ -297,13 +302,14 @@ def ingest_files(
     with ThreadPoolExecutor(1, thread_name_prefix="compress") as pool:
         ingester = _Ingester(db, run_id, currency, zone, _Blocks(db, pool), progress)
         local = source is None
-        source = source or LocalSource(db, ingester.finish, keeps_in_memory(paths))
+        source = source or LocalSource(keeps_in_memory(paths))
         inputs = []
         for path in paths:
             inputs.append(_ingest_path(ingester, path, source))
             if local and ingester.memory is None:
                 source.keep = False
         ingester.finish()
+        ingester.known = None  # it refers back to the ingester: no cycle outlives ingest
     if local and not source.keep:
         ingester.memory = None  # an input was too large to keep (or the run's events were)
     return IngestResult(

@@ -82,6 +82,7 @@ class NewEvents(NamedTuple):
     duplicates: int  # exact repeats of events ingested before
     touched: dict[str, str]  # customer -> the earliest day (ISO) of its new events here
     kept: list[Event]  # the new events kept for this process's derivation
+    repeated: frozenset[int]  # the line numbers of the batch's rows that were not new
 
 
 class Done(NamedTuple):
@@ -180,10 +181,12 @@ class Known:
 
     def new_events(self, batch: Batch, name: str, run_id: int, keep) -> NewEvents:
         """The new events of a checked batch (and the conflicts); ``keep(customer)`` tells
-        whose events this process keeps for its derivation (those of the batch's events)."""
+        whose new events this process keeps for its derivation (the batch's own events, or
+        made from its rows)."""
         known = self._known(batch.events)
         run = self.run if self.run is not known else None
         rows, quarantined, kept, touched, duplicates = [], list(batch.rejected), [], {}, 0
+        repeated: set[int] = set()
         checked = batch.checked or [None] * len(batch.events)
         get, earliest = known.get, touched.get
         for row, event in zip(batch.events, checked, strict=True):
@@ -196,9 +199,11 @@ class Known:
                 rows.append(row)
                 if day < earliest(customer, "~"):
                     touched[customer] = day
-                if event is not None and keep(customer):
-                    kept.append(event)
-            elif stored == content:
+                if keep(customer):
+                    kept.append(row if event is None else event)
+                continue
+            repeated.add(row[queries.ROW_LINE])
+            if stored == content:
                 duplicates += 1
             else:
                 number = row[queries.ROW_LINE]
@@ -207,10 +212,12 @@ class Known:
                 )
                 line = Line(name, number, line_text(batch, number), None, None, None)
                 quarantined.append(queries.quarantine_row(line, conflict, run_id))
+        if batch.checked is None and kept:
+            kept = queries.events_of_event_rows(kept)
         # A customer's events of a batch side by side: a later night reads them together.
         rows.sort(key=_customer_and_day)
         return NewEvents(batch.block, batch.first_line, batch.data, batch.lines, rows,
-                         quarantined, duplicates, touched, kept)  # fmt: skip
+                         quarantined, duplicates, touched, kept, frozenset(repeated))  # fmt: skip
 
 
 def pickle_fast(item) -> memoryview:

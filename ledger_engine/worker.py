@@ -2,17 +2,19 @@
 
 A run whose inputs are large enough (:func:`use_worker`) starts one worker process, a fresh
 interpreter that reads the store through a read-only connection of its own and never writes
-it.  It reads every input of the run in turn: checks the lines, tells new events from
-repeats (:class:`~ledger_engine.reading.Known`, over what earlier runs committed plus this
-run's ids) and sends each batch of new events to this process, which stores it.  Meanwhile
-it keeps the new events of its *share* of the customers (:func:`in_worker_share`, a fixed
-split by the customer id) and sends this process the events of the others.  Then both derive
-at once, each its own share, each from the events it holds and the store (the store's rows
-of earlier runs; the worker cannot see this run's uncommitted rows, nor needs them).  The
-worker plans the writes of its derivations (:class:`~ledger_engine.derive.Planned`) and
-sends them back; this process applies them in its one transaction, so the commit protocol
-is the same as without a worker, and the books come out byte for byte the same
-(tests/test_reader_process.py, tests/test_worker.py).
+it.  Both read every input of the run, in the same batches: the worker checks three batches
+in four (:data:`RUN_CHECKS_EVERY`) and sends their rows; this process checks the fourth
+itself, tells new events from repeats (:class:`~ledger_engine.reading.Known`) in the order
+of the file, and stores them.  Meanwhile each keeps the new events of its *share* of the
+customers (:func:`in_worker_share`, a fixed split by the customer id): the worker those of
+the batches it checked, less the repeats this process found, plus those of the batches this
+process checked, which it is sent.  Then both derive at once, each its own share, each from
+the events it holds and the store (the store's rows of earlier runs; the worker cannot see
+this run's uncommitted rows, nor needs them).  The worker plans the writes of its
+derivations (:class:`~ledger_engine.derive.Planned`) and sends them back; this process
+applies them in its one transaction, so the commit protocol is the same as without a
+worker, and the books come out byte for byte the same (tests/test_reader_process.py,
+tests/test_worker.py).
 
 The protocol is pickles on the worker's standard input (commands) and output (results).
 The worker dies with this process (``PR_SET_PDEATHSIG``), and ends at the end of its input.
@@ -41,25 +43,32 @@ from pathlib import Path
 import sqlite_utils
 
 from ledger_engine import derive, reading
+from ledger_engine.core import events
 from ledger_engine.core.errors import LedgerError
 from ledger_engine.core.model import Event
 from ledger_engine.reading import (
+    Batch,
     Done,
     Known,
     NewEvents,
     ReadContext,
+    check_batch,
     pickle_fast,
-    read_batches,
     write_all,
     write_pickle,
 )
 from ledger_engine.store import db as store_db
 from ledger_engine.store import queries
+from ledger_engine.store.queries import INSERT_BATCH_SIZE
 
 # The worker's share of the customers, in hundredths (measured: it derives about as fast as
 # this process derives and saves its own, then this process saves the worker's).
 WORKER_SHARE = 50
-FRAME_HEAD = struct.Struct(">Q")  # the length of a frame of the worker's output
+# This process checks one batch of an input in this many (the first of each run of them);
+# the worker checks the others.  This process also stores every batch, so it checks fewer.
+RUN_CHECKS_EVERY = 4
+FRAME_HEAD = struct.Struct(">Q")
+FRAMES_AHEAD_MAX = 8  # the length of a frame of the worker's output
 WORKER_COMMAND = (
     "import sys; from ledger_engine.worker import serve; sys.exit(serve(sys.argv[1]))"
 )
@@ -112,7 +121,10 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        self.frames: queue.Queue[bytes | None] = queue.Queue()
+        # Bounded: when this process falls behind, the worker waits (a frame is a batch).
+        self.frames: queue.Queue[bytes | None] = queue.Queue(FRAMES_AHEAD_MAX)
+        self.given: list[Event] = []  # new events of the worker's share it did not check
+        self.dropped: list[tuple[int, int]] = []  # (block, line) of repeats it did check
         self.drain = threading.Thread(
             target=_drain, args=(self.process.stdout, self.frames), daemon=True
         )
@@ -136,27 +148,55 @@ class Worker:
         why = error[-1] if error else f"exit code {self.process.returncode}"
         raise WorkerError(f"the run's worker process stopped: {why}") from None
 
-    def batches(self, path: str, context: ReadContext) -> Iterator[NewEvents | Done]:
-        """The new events of an input, read, checked and deduped by the worker (which keeps
-        those of its share; this process's share is made of the rows it stores)."""
-        self._send(("read", path, context))
-        while True:
-            item = self._receive()
-            if isinstance(item, str):  # the input could not be read
-                raise OSError(item)
-            if isinstance(item, Done):
-                yield item
-                return
-            share = in_worker_share
-            ours = [row for row in item.events if not share(row[queries.ROW_CUSTOMER])]
-            yield item._replace(kept=queries.events_of_event_rows(ours))
+    def batches(
+        self, path: str, context: ReadContext, known: Known
+    ) -> Iterator[NewEvents | Done]:
+        """The new events of an input: its batches checked here or by the worker, told
+        apart from repeats here, in order; notes what the worker's share gains or loses."""
+        self._send(("read", path, context, RUN_CHECKS_EVERY))
+        with Path(path).open("rb") as stream:
+            blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE)
+            for index, read in enumerate(blocks):
+                block = context.first_block + index
+                if index % RUN_CHECKS_EVERY == 0:
+                    rows, rejected, checked = check_batch(read.lines, context, block, True)
+                else:
+                    item = self._receive()
+                    if isinstance(item, str):  # the worker could not read the input
+                        raise OSError(item)
+                    (checked_block, rows, rejected), checked = item, None
+                    assert checked_block == block, (checked_block, block)
+                batch = Batch(block, read.first_line, read.data, len(read.lines), rows,
+                              rejected, checked)  # fmt: skip
+                new = known.new_events(batch, context.name, context.run_id, _not_in_share)
+                self._note(batch, new)
+                yield new
+        yield Done(blocks.sha256)
+
+    def _note(self, batch: Batch, new: NewEvents) -> None:
+        """What the worker's share gains from a batch checked here (its new events), or
+        loses from one the worker checked (the rows that were repeats)."""
+        share, line_at, repeated = in_worker_share, queries.ROW_LINE, new.repeated
+        if batch.checked is not None:
+            self.given += [
+                event
+                for row, event in zip(batch.events, batch.checked, strict=True)
+                if share(event.customer) and row[line_at] not in repeated
+            ]
+        elif repeated:
+            self.dropped += [
+                (batch.block, row[line_at])
+                for row in batch.events
+                if row[line_at] in repeated and share(row[queries.ROW_CUSTOMER])
+            ]
 
     def derive(
         self, customers: list[str], earliest: dict, context: derive.RunContext
     ) -> Iterator[derive.Planned]:
         """Has the worker derive ``customers`` (of its share) from now on; they come back
         in order (meanwhile this process derives its own)."""
-        self._send(("derive", customers, {c: earliest[c] for c in customers}, context))
+        self._send(("derive", customers, {c: earliest[c] for c in customers}, context,
+                    self.given, self.dropped))  # fmt: skip
         self.process.stdin.close()
         return self._derived()
 
@@ -234,33 +274,48 @@ def _read_only_store(books_dir: str) -> sqlite_utils.Database:
     return sqlite_utils.Database(connection)
 
 
+def _not_in_share(customer: str) -> bool:
+    return not in_worker_share(customer)
+
+
 class _Serving:
     """The worker's side: the events of its share, kept between the commands of a run."""
 
     def __init__(self, db: sqlite_utils.Database):
         self.db = db
-        self.known = Known(db, sees_run=False)
-        self.memory: dict[str, list[Event]] = defaultdict(list)  # the share's new events
+        # The events of the share in the batches it checked, by (block, line): some may
+        # turn out to be repeats (the run tells which when it asks for the derivation).
+        self.checked: list[tuple[int, int, Event]] = []
 
-    def read(self, path: str, context: ReadContext, out) -> None:
-        name, run_id = context.name, context.run_id
+    def read(self, path: str, context: ReadContext, every: int, out) -> None:
         try:
             stream = Path(path).open("rb")
         except OSError as error:
             write_frame(out, error.strerror or str(error))
             return
+        share, line_at, kept = in_worker_share, queries.ROW_LINE, self.checked
         with stream:
-            for item in read_batches(stream, context, keep=True):
-                if not isinstance(item, Done):
-                    new = self.known.new_events(item, name, run_id, in_worker_share)
-                    memory = self.memory
-                    for event in new.kept:
-                        memory[event.customer].append(event)
-                    item = new._replace(kept=[])
-                write_frame(out, item)
+            blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE)
+            for index, read in enumerate(blocks):
+                if index % every == 0:
+                    continue  # the run checks this one
+                block = context.first_block + index
+                rows, rejected, checked = check_batch(read.lines, context, block, True)
+                kept += [(block, row[line_at], event)
+                         for row, event in zip(rows, checked, strict=True)
+                         if share(event.customer)]  # fmt: skip
+                write_frame(out, (block, rows, rejected))
 
-    def derive(self, customers: list[str], earliest: dict, context, out) -> None:
-        planned = list(derive.derive_customers(self.db, customers, earliest, context, self.memory))
+    def derive(self, customers, earliest, context, given, dropped, out) -> None:
+        memory: dict[str, list[Event]] = defaultdict(list)
+        repeats = set(dropped)
+        for block, line, event in self.checked:
+            if (block, line) not in repeats:
+                memory[event.customer].append(event)
+        for event in given:
+            memory[event.customer].append(event)
+        self.checked = []
+        planned = list(derive.derive_customers(self.db, customers, earliest, context, memory))
         for start in range(0, len(planned), 500):
             write_frame(out, planned[start : start + 500])
         write_frame(out, None)

@@ -128,8 +128,8 @@ class Appender:
                 else:
                     path.unlink()
 
-    def _append_one(self, relative: str, fsync: bool) -> str:
-        """Appends to one file (and fsyncs it); returns the SHA-256 of the whole file."""
+    def _append_one(self, relative: str, fsync: bool) -> tuple[int, str]:
+        """Appends to one file (and fsyncs it); returns the file's length and SHA-256."""
         path = self.books_dir / relative
         data = "".join(self.texts[relative]).encode("utf-8")
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -141,30 +141,34 @@ class Appender:
                 os.fsync(descriptor)
         finally:
             os.close(descriptor)
-        # A new file's hash is its data's; an old one is read back whole.
-        return hashlib.sha256(data).hexdigest() if relative not in self.known else sha256_file(path)
+        if relative not in self.known:  # a new file: its length and hash are its data's
+            return len(data), hashlib.sha256(data).hexdigest()
+        return self.known[relative] + len(data), sha256_file(path)
 
-    def _append_all(self, written: list[str]) -> dict[str, str]:
-        hashes = {}
+    def _append_all(self, written: list[str]) -> dict[str, tuple[int, str]]:
+        appended = {}
         new_directories: set[Path] = set()
+        present: set[Path] = set()  # directories seen to exist (each is looked up once)
         # Many files (a first night writes one per customer): write them all, then make the
         # whole file system durable with one syncfs instead of an fsync per file and folder.
         at_once = _SYNCFS is not None and len(self.texts) >= SYNCFS_FILES_MIN
         for relative in sorted(self.texts):
             parent = (self.books_dir / relative).parent
-            if not parent.exists():
-                parent.mkdir(parents=True)
-                new_directories.add(parent)
+            if parent not in present:
+                if not parent.exists():
+                    parent.mkdir(parents=True)
+                    new_directories.add(parent)
+                present.add(parent)
             write_point(f"append {relative}")
             written.append(relative)
-            hashes[relative] = self._append_one(relative, fsync=not at_once)
+            appended[relative] = self._append_one(relative, fsync=not at_once)
         write_point("sync directories")
         if at_once:
             _syncfs(self.books_dir)
         else:
             for directory in sorted(new_directories | {d.parent for d in new_directories}):
                 _fsync_directory(directory)
-        return hashes
+        return appended
 
     def write(self) -> dict[str, JournalFile]:
         """Appends everything durably; returns each written file's new length and hash.
@@ -174,7 +178,7 @@ class Appender:
         """
         written: list[str] = []
         try:
-            hashes = self._append_all(written)
+            appended = self._append_all(written)
         except OSError as error:
             self._undo(written)
             raise BooksWriteError(str(error)) from error
@@ -182,11 +186,7 @@ class Appender:
             self._undo(written)
             raise
         return {
-            relative: JournalFile(
-                (self.books_dir / relative).stat().st_size,
-                hashes[relative],
-                month_of_path(relative),
-            )
+            relative: JournalFile(*appended[relative], month_of_path(relative))
             for relative in sorted(self.texts)
         }
 

@@ -434,7 +434,7 @@ class _Channel(_Money, tag="channel_usage"):
 
 _DECODER = msgspec.json.Decoder(_Usage | _TopUp | _Payment | _Channel)
 _CACHE_MAX = 65536  # distinct customers, money texts and days remembered (cleared when full)
-_customers: set[str] = set()
+_customers: dict[str, str] = {}  # each valid customer id, once (its events share the text)
 _money: dict[str, int | None] = {}
 _days: dict[str, datetime.date | None] = {}
 
@@ -450,15 +450,14 @@ _AMOUNT_AT = EVENT_TYPED_FIELDS.index("amount")
 _CHANNEL_AT = EVENT_TYPED_FIELDS.index("channel")
 
 
-def _customer_ok(customer: str) -> bool:
-    if customer in _customers:
-        return True
-    if not CUSTOMER_PATTERN.match(customer):
-        return False
-    if len(_customers) >= _CACHE_MAX:
-        _customers.clear()
-    _customers.add(customer)
-    return True
+def _customer(text: str) -> str | None:
+    """The customer id ``text`` (one shared object per id), or None if it is not one."""
+    customer = _customers.get(text)
+    if customer is None and CUSTOMER_PATTERN.match(text):
+        if len(_customers) >= _CACHE_MAX:
+            _customers.clear()
+        customer = _customers[text] = text
+    return customer
 
 
 def _cents(value: str | int) -> int | None:
@@ -523,9 +522,11 @@ _BEFORE_AMOUNT = _NO_TYPED[:_AMOUNT_AT]
 # customer, feature, id, type.  ``given`` is the currency's part of it ('' without one).
 
 
-def _usage_event(document: _Usage, given: str, moment: tuple) -> tuple[tuple, str] | None:
+def _usage_event(
+    document: _Usage, customer: str, given: str, moment: tuple
+) -> tuple[tuple, str] | None:
     """The Event fields and canonical JSON of a plain usage event."""
-    at, customer, event_id = document.at, document.customer, document.id
+    at, event_id = document.at, document.id
     feature, conversation = document.feature, document.conversation
     if conversation is UNSET:
         if feature != "playground":
@@ -546,13 +547,15 @@ def _usage_event(document: _Usage, given: str, moment: tuple) -> tuple[tuple, st
     return fields + _AFTER_CONVERSATION, canonical
 
 
-def _money_event(document: _Money, given: str, moment: tuple) -> tuple[tuple, str] | None:
+def _money_event(
+    document: _Money, customer: str, given: str, moment: tuple
+) -> tuple[tuple, str] | None:
     """The Event fields and canonical JSON of a plain top-up, payment or channel usage."""
     amount = document.amount
     cents = _cents(amount)
     if cents is None:
         return None
-    at, customer, event_id = document.at, document.customer, document.id
+    at, event_id = document.at, document.id
     amount_text = amount if type(amount) is int else f'"{amount}"'
     kind = type(document)
     if kind is _Channel:
@@ -577,8 +580,8 @@ def fast_check(raw: bytes, currency: str, zone: ZoneInfo) -> tuple[Event, int] |
         document = _DECODER.decode(raw)
     except Exception:  # noqa: BLE001 - not a plain line (RecursionError too): checked above
         return None
-    customer, given = document.customer, document.currency
-    if customer not in _customers and not _customer_ok(customer):
+    customer, given = _customer(document.customer), document.currency
+    if customer is None:
         return None
     if given is UNSET:
         given = ""
@@ -589,7 +592,9 @@ def fast_check(raw: bytes, currency: str, zone: ZoneInfo) -> tuple[Event, int] |
     moment = _moment(document.at, zone)
     if moment is None:
         return None
-    made = (_usage_event if type(document) is _Usage else _money_event)(document, given, moment)
+    made = (_usage_event if type(document) is _Usage else _money_event)(
+        document, customer, given, moment
+    )
     if made is None:
         return None
     fields, canonical = made

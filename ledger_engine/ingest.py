@@ -51,6 +51,7 @@ MEMORY_EVENTS_MAX = 3_000_000
 # A first night dedupes ids in memory up to this many (about 100 bytes each), then asks
 # the store, which by then holds every event of the run.
 RUN_IDS_IN_MEMORY_MAX = 2_000_000
+LINE_BYTES_LEAST = 100  # hardly an event line is shorter: bytes / this >= the lines a run brings
 
 # A run's events kept in memory: customer -> its new events (None: read from the store).
 RunEvents = dict[str, list[Event]]
@@ -149,6 +150,19 @@ class _Blocks:
         queries.set_block_input(self.db, first_block, sha256)
 
 
+def _bulk_load_drops(db: sqlite_utils.Database, expected: int) -> list[str]:
+    """The indexes of ``events`` a run loads its events without (built once at the end, or
+    when the store must be asked for ids): both on books without events (a first night);
+    the one by customer when the run brings at least half as many events as there are
+    (``expected``: about how many it brings); none for a smaller run.  (Dropping the index by
+    id too, and asking a second connection for the ids of earlier runs, measured no faster:
+    building it again over all the events costs what keeping it up does.)"""
+    stored = queries.events_stored(db)
+    if stored == 0:
+        return [queries.EVENTS_BY_ID, queries.EVENTS_BY_CUSTOMER]
+    return [queries.EVENTS_BY_CUSTOMER] if expected >= stored // 2 else []
+
+
 class _Ingester:
     def __init__(
         self,
@@ -158,6 +172,7 @@ class _Ingester:
         zone: ZoneInfo,
         blocks: _Blocks,
         progress: Callable[[int], None],
+        expected: int,
     ):
         self.db = db
         self.blocks = blocks
@@ -172,16 +187,19 @@ class _Ingester:
         self.customers: dict[str, str] = {}  # customer -> the earliest day (ISO) of new events
         self.memory: RunEvents | None = defaultdict(list)
         self.kept = 0
-        # On books without events (a first night) the events are loaded without their
-        # indexes, built once at the end (or when the store must be asked for ids).
-        bulk = not queries.has_events(db)
-        self.dropped_indexes = queries.drop_event_indexes(db) if bulk else []
-        self.known = Known(db, True, self.finish, RUN_IDS_IN_MEMORY_MAX)
+        self.dropped_indexes = queries.drop_event_indexes(db, _bulk_load_drops(db, expected))
+        self.known = Known(db, True, self.finish, RUN_IDS_IN_MEMORY_MAX, run_id)
 
     def finish(self) -> None:
         """Builds the indexes a bulk load went without."""
         queries.create_indexes(self.db, self.dropped_indexes)
         self.dropped_indexes = []
+
+    def close(self) -> None:
+        """Builds the indexes and lets go of the run's ids (they refer back to the ingester:
+        no cycle outlives ingest, the cyclic GC is paused)."""
+        self.finish()
+        self.known = None
 
     def flush(self, name: str, batch: NewEvents) -> None:
         """Stores a batch: its block, its new events, its rejections and id conflicts."""
@@ -261,15 +279,21 @@ def _ingest_path(ingester: _Ingester, path: str, source: Source) -> dict:
         raise InputFileError(f"cannot read {path}: {error.strerror or error}") from error
 
 
-def keeps_in_memory(paths: Iterable[str]) -> bool:
-    """Whether a run of ``paths`` keeps its new events in memory (see MEMORY_MIN_BYTES)."""
+def _input_bytes(paths: Iterable[str]) -> int | None:
+    """How many bytes the input files hold (None with stdin: unknown)."""
     size = 0
     for path in paths:
         if path == "-":
-            return True
+            return None
         with contextlib.suppress(OSError):  # a missing file is reported when it is read
             size += Path(path).stat().st_size
-    return size >= MEMORY_MIN_BYTES
+    return size
+
+
+def keeps_in_memory(paths: Iterable[str]) -> bool:
+    """Whether a run of ``paths`` keeps its new events in memory (see MEMORY_MIN_BYTES)."""
+    size = _input_bytes(paths)
+    return size is None or size >= MEMORY_MIN_BYTES
 
 
 def ingest_files(
@@ -300,7 +324,8 @@ def ingest_files(
         InputFileError: an input file cannot be read.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="compress") as pool:
-        ingester = _Ingester(db, run_id, currency, zone, _Blocks(db, pool), progress)
+        expected = (_input_bytes(paths) or 0) // LINE_BYTES_LEAST
+        ingester = _Ingester(db, run_id, currency, zone, _Blocks(db, pool), progress, expected)
         local = source is None
         source = source or LocalSource(keeps_in_memory(paths))
         inputs = []
@@ -308,8 +333,7 @@ def ingest_files(
             inputs.append(_ingest_path(ingester, path, source))
             if local and ingester.memory is None:
                 source.keep = False
-        ingester.finish()
-        ingester.known = None  # it refers back to the ingester: no cycle outlives ingest
+        ingester.close()
     if local and not source.keep:
         ingester.memory = None  # an input was too large to keep (or the run's events were)
     return IngestResult(

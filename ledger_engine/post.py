@@ -14,7 +14,6 @@ checkpoints are tested against (the books come out byte for byte the same).
 from __future__ import annotations
 
 import datetime
-import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -78,19 +77,26 @@ def _derive_customers(
     and saves the derived state and the checkpoints; returns the new entries, in customer
     order."""
     customers = sorted(touched)
-    theirs = [c for c in customers if worker.in_worker_share(c)] if helper else []
-    mine = [c for c in customers if not worker.in_worker_share(c)] if helper else customers
-    derived = derive.derive_customers(db, mine, touched, context, memory)
-    if helper:  # the worker starts on its share now, and this process on its own
-        derived = itertools.chain(derived, helper.derive(theirs, touched, context))
+    share = worker.in_worker_share
+    theirs = helper.derive([c for c in customers if share(c)], touched, context) if helper else None
+    mine = [c for c in customers if not share(c)] if helper else customers
     entries: dict[str, list[NewEntry]] = {}
-    for done, planned in enumerate(derived, 1):
+
+    def save(planned: derive.Planned) -> None:
         queries.apply_writes(db, planned.writes)
         if planned.has_terms:
             writer.ensure_customer(planned.customer)
         entries[planned.customer] = planned.new_entries
-        if done % queries.CUSTOMER_CHUNK == 0 or done == len(customers):
-            progress.customers(done, len(customers))
+        if len(entries) % queries.CUSTOMER_CHUNK == 0 or len(entries) == len(customers):
+            progress.customers(len(entries), len(customers))
+
+    for done, planned in enumerate(derive.derive_customers(db, mine, touched, context, memory)):
+        save(planned)
+        if theirs and done % 100 == 0:
+            for ready in theirs.ready():  # what the worker derived meanwhile
+                save(ready)
+    for planned in theirs or ():
+        save(planned)
     return [entry for customer in customers for entry in entries[customer]]
 
 

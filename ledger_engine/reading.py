@@ -141,12 +141,12 @@ class Known:
     """The content key of every event id ingested before this run (asked of the store) or
     earlier in it (kept here), to tell a new event from a repeat (SPEC §2).
 
-    ``sees_run``: the store connection sees this run's own rows (this process writes them),
-    so ids need not be kept here once the store holds some; a worker process, which sees
-    only what earlier runs committed, keeps every id of the run.  On books without events (a
-    first night) ids are only looked up among the run's, up to ``run_ids_max``; past that
-    (``sees_run`` only) the store is asked, once ``before_store`` has run (ingest builds
-    the indexes a first night's load went without).
+    The store is asked for the ids of earlier runs only (``run_id``: this run), the run's own
+    ids are kept here: up to ``run_ids_max`` of them when ``sees_run`` (this process writes
+    the run's rows, so past that bound the store is asked for them too, once
+    ``before_store`` has run: ingest builds the indexes a bulk load went without), all of
+    them otherwise (a worker process sees only what earlier runs committed).  For a batch
+    the worker checked, the worker asks the store (``earlier``).
     """
 
     def __init__(
@@ -155,47 +155,57 @@ class Known:
         sees_run: bool,
         before_store: Callable[[], None] = lambda: None,
         run_ids_max: int = 0,
+        run_id: int = 0,
     ):
         self.db = db
         self.store_has_events = queries.has_events(db)
         self.sees_run = sees_run
         self.before_store = before_store
         self.run_ids_max = run_ids_max
-        self.run: dict[str, int] | None = None if sees_run and self.store_has_events else {}
+        self.run_id = run_id
+        self.run: dict[str, int] | None = {}
 
-    def _known(self, rows: list[tuple]) -> dict[str, int]:
+    def earlier(self, rows: list[tuple]) -> dict[str, int] | None:
+        """What earlier runs stored of the ids of ``rows`` (None: the store has no event)."""
+        if not self.store_has_events:
+            return None
+        keyed = list({(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row in rows})
+        return queries.known_event_contents(self.db, keyed, self.run_id)
+
+    def _known(self, rows: list[tuple], earlier: dict[str, int] | None) -> tuple[dict, dict]:
+        """Where to look up the ids of ``rows``: first one dict, then the other (which also
+        records the new ids)."""
         if self.sees_run and self.run is not None and len(self.run) > self.run_ids_max:
             self.run = None  # bounded memory: from here on the store (it has them all)
             self.before_store()
             self.store_has_events = True
-        if self.run is not None and not self.store_has_events:
-            return self.run  # only this run's ids can repeat
-        keyed = list({(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row in rows})
-        known = queries.known_event_contents(self.db, keyed) if self.store_has_events else {}
-        if self.run is not None:
-            for event_id, _ in keyed:
-                content = self.run.get(event_id)
-                if content is not None:
-                    known[event_id] = content
-        return known
+        if self.run is None:
+            keyed = list({(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row in rows})
+            found = queries.known_event_contents(self.db, keyed)  # this run's rows too
+            return found, found
+        if not self.store_has_events:
+            return self.run, self.run  # only this run's ids can repeat
+        return (self.earlier(rows) if earlier is None else earlier), self.run
 
-    def new_events(self, batch: Batch, name: str, run_id: int, keep) -> NewEvents:
+    def new_events(
+        self, batch: Batch, name: str, run_id: int, keep, earlier: dict[str, int] | None = None
+    ) -> NewEvents:
         """The new events of a checked batch (and the conflicts); ``keep(customer)`` tells
         whose new events this process keeps for its derivation (the batch's own events, or
-        made from its rows)."""
-        known = self._known(batch.events)
-        run = self.run if self.run is not known else None
+        made from its rows); ``earlier``: what :meth:`earlier` found of its ids, if asked
+        elsewhere."""
+        before, run = self._known(batch.events, earlier)
         rows, quarantined, kept, touched, duplicates = [], list(batch.rejected), [], {}, 0
         repeated: set[int] = set()
         checked = batch.checked or [None] * len(batch.events)
-        get, earliest = known.get, touched.get
+        get_before, get_run, earliest = before.get, run.get, touched.get
         for row, event in zip(batch.events, checked, strict=True):
-            event_id, _, _, customer, _, day, _, content = row[:8]
-            stored = get(event_id)
+            event_id, customer, day, content = row[0], row[3], row[5], row[7]
+            stored = get_before(event_id)
             if stored is None:
-                known[event_id] = content
-                if run is not None:
-                    run[event_id] = content
+                stored = get_run(event_id)
+            if stored is None:
+                run[event_id] = content
                 rows.append(row)
                 if day < earliest(customer, "~"):
                     touched[customer] = day

@@ -2,22 +2,24 @@
 
 A run whose inputs are large enough (:func:`use_worker`) starts one worker process, a fresh
 interpreter that reads the store through a read-only connection of its own and never writes
-it.  Both read every input of the run, in the same batches: the worker checks three batches
-in four (:data:`RUN_CHECKS_EVERY`) and sends their rows; this process checks the fourth
-itself, tells new events from repeats (:class:`~ledger_engine.reading.Known`) in the order
-of the file, and stores them.  Meanwhile each keeps the new events of its *share* of the
-customers (:func:`in_worker_share`, a fixed split by the customer id): the worker those of
-the batches it checked, less the repeats this process found, plus those of the batches this
-process checked, which it is sent.  Then both derive at once, each its own share, each from
-the events it holds and the store (the store's rows of earlier runs; the worker cannot see
-this run's uncommitted rows, nor needs them).  The worker plans the writes of its
-derivations (:class:`~ledger_engine.derive.Planned`) and sends them back; this process
+it.  Both read every input of the run, in the same batches: the worker checks seven batches
+in eight (:data:`RUN_CHECKS_EVERY`) and sends their rows, with what earlier runs stored of
+their ids; this process checks the eighth itself, tells new events from repeats
+(:class:`~ledger_engine.reading.Known`) in the order of the file, and stores them.
+Meanwhile each keeps the new events of its *share* of the customers (:func:`in_worker_share`,
+a fixed split by the customer id): the worker those of the batches it checked, less the
+repeats this process found, plus those of the batches this process checked, which it is
+sent.  Then both derive at once, each its own share, each from the events it holds and the
+store (the store's rows of earlier runs; the worker cannot see this run's uncommitted rows,
+nor needs them).  The worker plans the writes of its derivations
+(:class:`~ledger_engine.derive.Planned`) and sends them back as they are ready; this process
 applies them in its one transaction, so the commit protocol is the same as without a
 worker, and the books come out byte for byte the same (tests/test_reader_process.py,
 tests/test_worker.py).
 
-The protocol is pickles on the worker's standard input (commands) and output (results).
-The worker dies with this process (``PR_SET_PDEATHSIG``), and ends at the end of its input.
+The protocol is pickles on the worker's standard input (commands) and framed pickles on its
+output (results).  The worker dies with this process (``PR_SET_PDEATHSIG``), and ends at
+the end of its input.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import os
 import pickle
 import queue
 import signal
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -61,14 +62,15 @@ from ledger_engine.store import db as store_db
 from ledger_engine.store import queries
 from ledger_engine.store.queries import INSERT_BATCH_SIZE
 
-# The worker's share of the customers, in hundredths (measured: it derives about as fast as
-# this process derives and saves its own, then this process saves the worker's).
-WORKER_SHARE = 50
+# The worker's share of the customers, in hundredths: this process also saves every
+# customer's derivation (the worker's too), so it derives fewer itself (measured).
+WORKER_SHARE = 70
 # This process checks one batch of an input in this many (the first of each run of them);
 # the worker checks the others.  This process also stores every batch, so it checks fewer.
-RUN_CHECKS_EVERY = 4
-FRAME_HEAD = struct.Struct(">Q")
-FRAMES_AHEAD_MAX = 8  # the length of a frame of the worker's output
+RUN_CHECKS_EVERY = 8
+FRAME_HEAD = struct.Struct(">Q")  # the length of a frame of the worker's output
+FRAMES_AHEAD_MAX = 8  # frames taken off the pipe before this process reads them
+DERIVED_PER_FRAME = 50  # customers' derivations sent together
 WORKER_COMMAND = (
     "import sys; from ledger_engine.worker import serve; sys.exit(serve(sys.argv[1]))"
 )
@@ -160,24 +162,29 @@ class Worker:
                 block = context.first_block + index
                 if index % RUN_CHECKS_EVERY == 0:
                     rows, rejected, checked = check_batch(read.lines, context, block, True)
+                    earlier = None
                 else:
                     item = self._receive()
                     if isinstance(item, str):  # the worker could not read the input
                         raise OSError(item)
-                    (checked_block, rows, rejected), checked = item, None
+                    checked_block, rows, rejected, earlier, ours = item
                     assert checked_block == block, (checked_block, block)
+                    new = tuple.__new__
+                    checked = [None if fields is None else new(Event, fields) for fields in ours]
                 batch = Batch(block, read.first_line, read.data, len(read.lines), rows,
                               rejected, checked)  # fmt: skip
-                new = known.new_events(batch, context.name, context.run_id, _not_in_share)
-                self._note(batch, new)
+                new = known.new_events(
+                    batch, context.name, context.run_id, _not_in_share, earlier
+                )
+                self._note(batch, new, index % RUN_CHECKS_EVERY == 0)
                 yield new
         yield Done(blocks.sha256)
 
-    def _note(self, batch: Batch, new: NewEvents) -> None:
+    def _note(self, batch: Batch, new: NewEvents, checked_here: bool) -> None:
         """What the worker's share gains from a batch checked here (its new events), or
         loses from one the worker checked (the rows that were repeats)."""
         share, line_at, repeated = in_worker_share, queries.ROW_LINE, new.repeated
-        if batch.checked is not None:
+        if checked_here:
             self.given += [
                 event
                 for row, event in zip(batch.events, batch.checked, strict=True)
@@ -190,22 +197,13 @@ class Worker:
                 if row[line_at] in repeated and share(row[queries.ROW_CUSTOMER])
             ]
 
-    def derive(
-        self, customers: list[str], earliest: dict, context: derive.RunContext
-    ) -> Iterator[derive.Planned]:
+    def derive(self, customers: list[str], earliest: dict, context: derive.RunContext) -> Derived:
         """Has the worker derive ``customers`` (of its share) from now on; they come back
-        in order (meanwhile this process derives its own)."""
+        in order, while this process derives its own."""
         self._send(("derive", customers, {c: earliest[c] for c in customers}, context,
                     self.given, self.dropped))  # fmt: skip
         self.process.stdin.close()
-        return self._derived()
-
-    def _derived(self) -> Iterator[derive.Planned]:
-        while True:
-            planned = self._receive()
-            if planned is None:
-                return
-            yield from planned
+        return Derived(self)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -218,6 +216,30 @@ class Worker:
         self.drain.join(timeout=5)
         self.process.stdout.close()
         self.process.stderr.close()
+
+
+class Derived:
+    """The worker's derivations as they come: all of them in order (iterating), or those
+    already here (:meth:`ready`, which never waits)."""
+
+    def __init__(self, helper: Worker):
+        self.helper = helper
+        self.done = False
+
+    def ready(self) -> Iterator[derive.Planned]:
+        while not self.done and not self.helper.frames.empty():
+            yield from self._next()
+
+    def __iter__(self) -> Iterator[derive.Planned]:
+        while not self.done:
+            yield from self._next()
+
+    def _next(self) -> list[derive.Planned]:
+        planned = self.helper._receive()
+        if planned is None:
+            self.done = True
+            return []
+        return planned
 
 
 def _drain(stream, frames: queue.Queue) -> None:
@@ -268,12 +290,6 @@ def _die_with_parent() -> None:
             os._exit(1)
 
 
-def _read_only_store(books_dir: str) -> sqlite_utils.Database:
-    path = Path(books_dir) / store_db.STORE_NAME
-    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    return sqlite_utils.Database(connection)
-
-
 def _not_in_share(customer: str) -> bool:
     return not in_worker_share(customer)
 
@@ -294,6 +310,7 @@ class _Serving:
             write_frame(out, error.strerror or str(error))
             return
         share, line_at, kept = in_worker_share, queries.ROW_LINE, self.checked
+        known = Known(self.db, sees_run=False, run_id=context.run_id)
         with stream:
             blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE)
             for index, read in enumerate(blocks):
@@ -301,10 +318,14 @@ class _Serving:
                     continue  # the run checks this one
                 block = context.first_block + index
                 rows, rejected, checked = check_batch(read.lines, context, block, True)
-                kept += [(block, row[line_at], event)
-                         for row, event in zip(rows, checked, strict=True)
-                         if share(event.customer)]  # fmt: skip
-                write_frame(out, (block, rows, rejected))
+                theirs = []  # the run's share: the events it keeps (as plain tuples)
+                for row, event in zip(rows, checked, strict=True):
+                    if share(event.customer):
+                        kept.append((block, row[line_at], event))
+                        theirs.append(None)
+                    else:
+                        theirs.append(tuple(event))
+                write_frame(out, (block, rows, rejected, known.earlier(rows), theirs))
 
     def derive(self, customers, earliest, context, given, dropped, out) -> None:
         memory: dict[str, list[Event]] = defaultdict(list)
@@ -315,9 +336,13 @@ class _Serving:
         for event in given:
             memory[event.customer].append(event)
         self.checked = []
-        planned = list(derive.derive_customers(self.db, customers, earliest, context, memory))
-        for start in range(0, len(planned), 500):
-            write_frame(out, planned[start : start + 500])
+        planned = []
+        for one in derive.derive_customers(self.db, customers, earliest, context, memory):
+            planned.append(one)
+            if len(planned) == DERIVED_PER_FRAME:
+                write_frame(out, planned)
+                planned = []
+        write_frame(out, planned)
         write_frame(out, None)
 
 
@@ -334,7 +359,7 @@ def serve(books_dir: str) -> int:
     _die_with_parent()
     gc.disable()  # see no_cycle_collector
     out = sys.stdout.fileno()
-    serving = _Serving(_read_only_store(books_dir))
+    serving = _Serving(store_db.open_read_only(Path(books_dir)))
     try:
         for command in _commands(sys.stdin.buffer):
             if command[0] == "read":

@@ -129,6 +129,12 @@ def test_many_customers_split_between_the_processes(tmp_path):
     second += [first[80]]
     triplets.night(second, datetime.date(2026, 11, 3))
     triplets.assert_same()
+    # A night as large as all before it: its events load without the index by customer.
+    third = [use(c, f"2026-11-04T{i % 24:02d}:30:00Z", f"w{i % 5}", id=f"{c}-n3-{i}")
+             for c in customers for i in range(32)]  # fmt: skip
+    third += [second[3], {**first[90], "feature": "autopilot"}]
+    triplets.night(third, datetime.date(2026, 11, 4))
+    triplets.assert_same()
     assert reconcile(triplets.books["worker"]).ok
 
 

@@ -91,6 +91,13 @@ def require_store(books_dir: Path) -> Path:
     return path
 
 
+def open_read_only(books_dir: Path) -> sqlite_utils.Database:
+    """A read-only connection to the store: what runs have committed, nothing written by
+    one in progress (WAL), for a second reader of the same run (the worker process)."""
+    path = require_store(books_dir).resolve()
+    return sqlite_utils.Database(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True))
+
+
 def open_store(books_dir: Path) -> sqlite_utils.Database:
     """Opens the store of the books at ``books_dir``.
 

@@ -136,18 +136,21 @@ def content_key_of_hex(content_sha: str) -> int:
     return digest_key(bytes.fromhex(content_sha))
 
 
-def known_event_contents(db: sqlite_utils.Database, keyed: list[tuple[str, int]]) -> dict[str, int]:
+def known_event_contents(
+    db: sqlite_utils.Database, keyed: list[tuple[str, int]], before_run: int | None = None
+) -> dict[str, int]:
     """The content key (:func:`content_key`) of each event already stored, of ``keyed``:
-    ``(id, id key)`` pairs."""
+    ``(id, id key)`` pairs (only those of runs before ``before_run``, when given)."""
     known: dict[str, int] = {}
     step = LOOKUP_CHUNK // 2
+    earlier = "" if before_run is None else " AND run_id < ?"
     for start in range(0, len(keyed), step):
         chunk = keyed[start : start + step]
         ids, keys = [event_id for event_id, _ in chunk], [key for _, key in chunk]
         for event_id, content in db.execute(
             f"SELECT id, content FROM events WHERE id_key IN ({_marks(keys)}) "
-            f"AND id IN ({_marks(ids)})",
-            [*keys, *ids],
+            f"AND id IN ({_marks(ids)}){earlier}",
+            [*keys, *ids, *([] if before_run is None else [before_run])],
         ):
             known[event_id] = content
     return known
@@ -155,6 +158,11 @@ def known_event_contents(db: sqlite_utils.Database, keyed: list[tuple[str, int]]
 
 def has_events(db: sqlite_utils.Database) -> bool:
     return db.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
+
+
+def events_stored(db: sqlite_utils.Database) -> int:
+    """About how many events the store holds (the largest rowid: no count of the table)."""
+    return db.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
 
 
 # Most events have no typed field after commitment (usage, and most money events after it
@@ -196,13 +204,19 @@ def insert_events(db: sqlite_utils.Database, rows: list[tuple]) -> None:
     db.conn.executemany(EVENT_INSERT, rows)
 
 
-def drop_event_indexes(db: sqlite_utils.Database) -> list[str]:
-    """Drops the indexes of ``events`` (inside the run's transaction) for a bulk load into
-    an empty table; returns their SQL for :func:`create_indexes` once the rows are in.  An
-    index built once over a million rows costs a third of one kept up row by row."""
+EVENTS_BY_ID = "events_id_key"  # the index ids are looked up by
+EVENTS_BY_CUSTOMER = "events_customer_day"  # the index a customer's events are read by
+
+
+def drop_event_indexes(db: sqlite_utils.Database, names: Iterable[str]) -> list[str]:
+    """Drops indexes of ``events`` (inside the run's transaction) for a bulk load; returns
+    their SQL for :func:`create_indexes` once the rows are in.  An index built once over a
+    million rows costs a third to a half of one kept up row by row."""
+    names = list(names)
     indexes = db.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
-        "AND sql IS NOT NULL ORDER BY name"
+        f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
+        f"AND name IN ({_marks(names)}) ORDER BY name",
+        names,
     ).fetchall()
     for name, _ in indexes:
         db.execute(f"DROP INDEX {name}")

@@ -172,7 +172,6 @@ class _Ingester:
         zone: ZoneInfo,
         blocks: _Blocks,
         progress: Callable[[int], None],
-        expected: int,
     ):
         self.db = db
         self.blocks = blocks
@@ -187,12 +186,19 @@ class _Ingester:
         self.customers: dict[str, str] = {}  # customer -> the earliest day (ISO) of new events
         self.memory: RunEvents | None = defaultdict(list)
         self.kept = 0
-        self.dropped_indexes = queries.drop_event_indexes(db, _bulk_load_drops(db, expected))
+        self.dropped_indexes: list[str] | None = None  # decided at the first new input
         self.known = Known(db, True, self.finish, RUN_IDS_IN_MEMORY_MAX, run_id)
+
+    def start_input(self, expected: int) -> None:
+        """Before the run's first input that is read (not known already): a bulk load drops
+        indexes (``expected``: about how many events this input and the later ones bring)."""
+        if self.dropped_indexes is None:
+            drops = _bulk_load_drops(self.db, expected)
+            self.dropped_indexes = queries.drop_event_indexes(self.db, drops)
 
     def finish(self) -> None:
         """Builds the indexes a bulk load went without."""
-        queries.create_indexes(self.db, self.dropped_indexes)
+        queries.create_indexes(self.db, self.dropped_indexes or [])
         self.dropped_indexes = []
 
     def close(self) -> None:
@@ -253,8 +259,11 @@ def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInpu
     return {"file": path, "sha256": known.sha256, "lines": known.lines, "already_ingested": True}
 
 
-def _ingest_one(ingester: _Ingester, path: str, name: str, source: Source) -> dict:
+def _ingest_one(
+    ingester: _Ingester, path: str, name: str, source: Source, expected: int
+) -> dict:
     """Ingests one input from ``source`` and records it."""
+    ingester.start_input(expected)
     read, valid_before = ingester.read, ingester.new_events + ingester.duplicates
     rejected_before = Counter(ingester.rejected)
     first_block = ingester.blocks.next()
@@ -267,14 +276,14 @@ def _ingest_one(ingester: _Ingester, path: str, name: str, source: Source) -> di
     return {"file": name, "sha256": sha256, "lines": ingester.read - read}
 
 
-def _ingest_path(ingester: _Ingester, path: str, source: Source) -> dict:
+def _ingest_path(ingester: _Ingester, path: str, source: Source, expected: int) -> dict:
     if path == "-":
-        return _ingest_one(ingester, path, STDIN_NAME, source)
+        return _ingest_one(ingester, path, STDIN_NAME, source, expected)
     try:
         known = queries.known_input(ingester.db, sha256_file(Path(path)))
         if known is not None:
             return _replay_known_input(ingester, path, known)
-        return _ingest_one(ingester, path, path, source)
+        return _ingest_one(ingester, path, path, source, expected)
     except OSError as error:
         raise InputFileError(f"cannot read {path}: {error.strerror or error}") from error
 
@@ -323,14 +332,15 @@ def ingest_files(
     Raises:
         InputFileError: an input file cannot be read.
     """
+    paths = list(paths)
     with ThreadPoolExecutor(1, thread_name_prefix="compress") as pool:
-        expected = (_input_bytes(paths) or 0) // LINE_BYTES_LEAST
-        ingester = _Ingester(db, run_id, currency, zone, _Blocks(db, pool), progress, expected)
+        ingester = _Ingester(db, run_id, currency, zone, _Blocks(db, pool), progress)
         local = source is None
         source = source or LocalSource(keeps_in_memory(paths))
         inputs = []
-        for path in paths:
-            inputs.append(_ingest_path(ingester, path, source))
+        for index, path in enumerate(paths):
+            expected = (_input_bytes(paths[index:]) or 0) // LINE_BYTES_LEAST
+            inputs.append(_ingest_path(ingester, path, source, expected))
             if local and ingester.memory is None:
                 source.keep = False
         ingester.close()

@@ -77,6 +77,7 @@ def _derive_customers(
     and saves the derived state and the checkpoints; returns the new entries, in customer
     order."""
     customers = sorted(touched)
+    helper = helper if helper and helper.started else None
     share = worker.in_worker_share
     theirs = helper.derive([c for c in customers if share(c)], touched, context) if helper else None
     mine = [c for c in customers if not share(c)] if helper else customers

@@ -117,16 +117,26 @@ class Worker:
     """
 
     def __init__(self, books_dir: Path):
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", WORKER_COMMAND, str(books_dir)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        self.books_dir = books_dir
+        self.process: subprocess.Popen | None = None  # started with the first input read
         # Bounded: when this process falls behind, the worker waits (a frame is a batch).
         self.frames: queue.Queue[bytes | None] = queue.Queue(FRAMES_AHEAD_MAX)
         self.given: list[Event] = []  # new events of the worker's share it did not check
         self.dropped: list[tuple[int, int]] = []  # (block, line) of repeats it did check
+
+    @property
+    def started(self) -> bool:
+        """Whether the worker runs (a run whose inputs were all known reads none: then this
+        process derives every customer itself)."""
+        return self.process is not None
+
+    def _start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", WORKER_COMMAND, str(self.books_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.drain = threading.Thread(
             target=_drain, args=(self.process.stdout, self.frames), daemon=True
         )
@@ -155,6 +165,8 @@ class Worker:
     ) -> Iterator[NewEvents | Done]:
         """The new events of an input: its batches checked here or by the worker, told
         apart from repeats here, in order; notes what the worker's share gains or loses."""
+        if not self.started:
+            self._start()
         self._send(("read", path, context, RUN_CHECKS_EVERY))
         with Path(path).open("rb") as stream:
             blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE)
@@ -206,6 +218,8 @@ class Worker:
         return Derived(self)
 
     def close(self) -> None:
+        if not self.started:
+            return
         with contextlib.suppress(OSError):
             self.process.stdin.close()
         try:

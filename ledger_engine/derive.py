@@ -290,7 +290,10 @@ def derive_and_plan(
 
 
 def derive_customers(
-    db, customers: list[str], earliest: dict[str, datetime.date], context: RunContext,
+    db,
+    customers: list[str],
+    earliest: dict[str, datetime.date],
+    context: RunContext,
     memory: RunEvents = None,
 ) -> Iterator[Planned]:
     """Derives and plans each of ``customers`` (sorted), a chunk of customers per query."""

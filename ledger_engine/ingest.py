@@ -70,9 +70,7 @@ class IngestResult(NamedTuple):
 class Source(Protocol):
     """Where the new events of an input come from."""
 
-    def batches(
-        self, path: str, context: ReadContext, known: Known
-    ) -> Iterator[NewEvents | Done]:
+    def batches(self, path: str, context: ReadContext, known: Known) -> Iterator[NewEvents | Done]:
         """The input's batches of new events (told apart by ``known``), then Done (``path``
         ``-`` is stdin)."""
         ...
@@ -93,9 +91,7 @@ class LocalSource:
     def __init__(self, keep: bool):
         self.keep = keep  # keep every new event (until the ingester says it holds enough)
 
-    def batches(
-        self, path: str, context: ReadContext, known: Known
-    ) -> Iterator[NewEvents | Done]:
+    def batches(self, path: str, context: ReadContext, known: Known) -> Iterator[NewEvents | Done]:
         if path == "-":
             checked = read_batches(sys.stdin.buffer, context, keep=self.keep)
         elif Path(path).stat().st_size > MEMORY_INPUT_BYTES_MAX and use_process(path):
@@ -259,9 +255,7 @@ def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInpu
     return {"file": path, "sha256": known.sha256, "lines": known.lines, "already_ingested": True}
 
 
-def _ingest_one(
-    ingester: _Ingester, path: str, name: str, source: Source, expected: int
-) -> dict:
+def _ingest_one(ingester: _Ingester, path: str, name: str, source: Source, expected: int) -> dict:
     """Ingests one input from ``source`` and records it."""
     ingester.start_input(expected)
     read, valid_before = ingester.read, ingester.new_events + ingester.duplicates

@@ -71,9 +71,7 @@ RUN_CHECKS_EVERY = 8
 FRAME_HEAD = struct.Struct(">Q")  # the length of a frame of the worker's output
 FRAMES_AHEAD_MAX = 8  # frames taken off the pipe before this process reads them
 DERIVED_PER_FRAME = 50  # customers' derivations sent together
-WORKER_COMMAND = (
-    "import sys; from ledger_engine.worker import serve; sys.exit(serve(sys.argv[1]))"
-)
+WORKER_COMMAND = "import sys; from ledger_engine.worker import serve; sys.exit(serve(sys.argv[1]))"
 
 
 class WorkerError(LedgerError):
@@ -160,9 +158,7 @@ class Worker:
         why = error[-1] if error else f"exit code {self.process.returncode}"
         raise WorkerError(f"the run's worker process stopped: {why}") from None
 
-    def batches(
-        self, path: str, context: ReadContext, known: Known
-    ) -> Iterator[NewEvents | Done]:
+    def batches(self, path: str, context: ReadContext, known: Known) -> Iterator[NewEvents | Done]:
         """The new events of an input: its batches checked here or by the worker, told
         apart from repeats here, in order; notes what the worker's share gains or loses."""
         if not self.started:
@@ -185,9 +181,7 @@ class Worker:
                     checked = [None if fields is None else new(Event, fields) for fields in ours]
                 batch = Batch(block, read.first_line, read.data, len(read.lines), rows,
                               rejected, checked)  # fmt: skip
-                new = known.new_events(
-                    batch, context.name, context.run_id, _not_in_share, earlier
-                )
+                new = known.new_events(batch, context.name, context.run_id, _not_in_share, earlier)
                 self._note(batch, new, index % RUN_CHECKS_EVERY == 0)
                 yield new
         yield Done(blocks.sha256)

@@ -25,20 +25,40 @@ texts = st.one_of(
     st.sampled_from(["", "a", "acme", "c1", "x" * 128, "x" * 129, "y" * 257, 'q"uote', "é"]),
 )
 timestamps = st.one_of(
-    st.sampled_from([
-        "2026-11-02T10:00:00Z", "2026-11-02t10:00:00z", "2026-11-02T10:00:00.5Z",
-        "2026-11-02T10:00:00.123456789Z", "2026-11-02T23:59:59+01:00",
-        "2026-11-02T00:00:00-12:00", "2026-02-29T10:00:00Z", "2028-02-29T10:00:00Z",
-        "2026-11-02T24:00:00Z", "2026-11-02T10:60:00Z", "2026-11-02T10:00:60Z",
-        "2026-13-02T10:00:00Z", "1969-12-31T23:59:59Z", "1970-01-01T00:00:00Z",
-        "9998-12-31T23:59:59Z", "9999-01-01T00:00:00Z", "2026-11-02 10:00:00Z",
-        "2026-11-02T10:00:00", "20261102T100000Z", "2026-11-02T10:00:00Z\n",
-        "0001-01-01T00:00:00Z", "2026-11-02T10:00Z",
-    ]),
+    st.sampled_from(
+        [
+            "2026-11-02T10:00:00Z",
+            "2026-11-02t10:00:00z",
+            "2026-11-02T10:00:00.5Z",
+            "2026-11-02T10:00:00.123456789Z",
+            "2026-11-02T23:59:59+01:00",
+            "2026-11-02T00:00:00-12:00",
+            "2026-02-29T10:00:00Z",
+            "2028-02-29T10:00:00Z",
+            "2026-11-02T24:00:00Z",
+            "2026-11-02T10:60:00Z",
+            "2026-11-02T10:00:60Z",
+            "2026-13-02T10:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:00:00Z",
+            "9998-12-31T23:59:59Z",
+            "9999-01-01T00:00:00Z",
+            "2026-11-02 10:00:00Z",
+            "2026-11-02T10:00:00",
+            "20261102T100000Z",
+            "2026-11-02T10:00:00Z\n",
+            "0001-01-01T00:00:00Z",
+            "2026-11-02T10:00Z",
+        ]
+    ),
     st.builds(
         "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}{}".format,
-        st.integers(1960, 10000), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
-        st.integers(0, 61), st.integers(0, 61),
+        st.integers(1960, 10000),
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.integers(0, 25),
+        st.integers(0, 61),
+        st.integers(0, 61),
         st.sampled_from(["Z", "z", "+00:00", "+05:30", "-11:00", ".1Z", ".000001+14:00", ""]),
     ),  # fmt: skip
     texts,
@@ -55,10 +75,12 @@ money = st.one_of(
 )  # fmt: skip
 values = {
     "id": texts,
-    "type": st.sampled_from(["ai_usage", "top_up", "payment", "channel_usage", "subscription",
-                             "AI_USAGE", ""]),  # fmt: skip
-    "customer": st.one_of(st.sampled_from(["acme", "cus_00001", "a.b-c_d", "-x", "A" * 64,
-                                           "A" * 65, "ä"]), texts),  # fmt: skip
+    "type": st.sampled_from(
+        ["ai_usage", "top_up", "payment", "channel_usage", "subscription", "AI_USAGE", ""]
+    ),  # fmt: skip
+    "customer": st.one_of(
+        st.sampled_from(["acme", "cus_00001", "a.b-c_d", "-x", "A" * 64, "A" * 65, "ä"]), texts
+    ),  # fmt: skip
     "at": timestamps,
     "feature": st.sampled_from(["suggested_reply", "autopilot", "playground", "chat", 3]),
     "conversation": st.one_of(texts, st.integers(), st.none()),

@@ -93,9 +93,7 @@ def stored_events(books: Path) -> list:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(season=seasons())
-def test_the_worker_and_the_memory_give_the_books_of_the_reference_path(
-    tmp_path_factory, season
-):
+def test_the_worker_and_the_memory_give_the_books_of_the_reference_path(tmp_path_factory, season):
     """Random nights (late events, continued conversations, plan changes, trials, money,
     a month close) posted three ways."""
     events, throughs, delays, closes, _ = season

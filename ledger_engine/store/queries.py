@@ -516,9 +516,7 @@ def apply_writes(db: sqlite_utils.Database, writes: Iterable[Write]) -> None:
         db.conn.executemany(sql, rows)
 
 
-def _deletes_since(
-    customer: str, since: datetime.date, verdicts: Iterable[str]
-) -> list[Write]:
+def _deletes_since(customer: str, since: datetime.date, verdicts: Iterable[str]) -> list[Write]:
     """What a derivation resumed at ``since`` derives again: the ``verdicts`` (on events
     from that day), conversations first seen from it, periods still open on it, lots
     credited from it (the lots holding money on it are stored again, replaced)."""
@@ -526,8 +524,10 @@ def _deletes_since(
     return [
         ("DELETE FROM verdicts WHERE event_id = ?", [(v,) for v in verdicts]),
         ("DELETE FROM conversations WHERE customer = ? AND day >= ?", [(customer, day)]),
-        ("DELETE FROM periods WHERE customer = ? AND (period_end IS NULL OR period_end > ?)",
-         [(customer, day)]),  # fmt: skip
+        (
+            "DELETE FROM periods WHERE customer = ? AND (period_end IS NULL OR period_end > ?)",
+            [(customer, day)],
+        ),  # fmt: skip
         ("DELETE FROM lots WHERE customer = ? AND day >= ?", [(customer, day)]),
     ]
 
@@ -581,21 +581,62 @@ def derived_state_writes(
     return [
         history,
         *writes,
-        (_PERIOD_INSERT, [(customer, p.start.isoformat(), iso(p.end), p.plan, p.interval,
-                           p.included) for p in rating.periods]),  # fmt: skip
-        (_VERDICT_INSERT, [(event_id, customer, reason,
-                            verdict_runs.get((event_id, reason), run_id), id_key(event_id))
-                           for event_id, reason in {**rating.verdicts,
-                                                    **wallet.verdicts}.items()]),  # fmt: skip
-        (_CONVERSATION_INSERT, [
-            (customer, c.conversation, c.period_start.isoformat(), iso(c.period_end),
-             c.day.isoformat(), c.first_at, c.first_event, c.kind, c.status, c.price,
-             c.rules_version, c.events, classified_in[c.conversation])
-            for c in rating.conversations
-        ]),  # fmt: skip
-        (_LOT_INSERT, [(customer, lot.lot_id, lot.kind, lot.day.isoformat(),
-                        lot.last_valid.isoformat(), lot.amount, lot.remainder)
-                       for lot in wallet.lots]),  # fmt: skip
+        (
+            _PERIOD_INSERT,
+            [
+                (customer, p.start.isoformat(), iso(p.end), p.plan, p.interval, p.included)
+                for p in rating.periods
+            ],
+        ),  # fmt: skip
+        (
+            _VERDICT_INSERT,
+            [
+                (
+                    event_id,
+                    customer,
+                    reason,
+                    verdict_runs.get((event_id, reason), run_id),
+                    id_key(event_id),
+                )
+                for event_id, reason in {**rating.verdicts, **wallet.verdicts}.items()
+            ],
+        ),  # fmt: skip
+        (
+            _CONVERSATION_INSERT,
+            [
+                (
+                    customer,
+                    c.conversation,
+                    c.period_start.isoformat(),
+                    iso(c.period_end),
+                    c.day.isoformat(),
+                    c.first_at,
+                    c.first_event,
+                    c.kind,
+                    c.status,
+                    c.price,
+                    c.rules_version,
+                    c.events,
+                    classified_in[c.conversation],
+                )
+                for c in rating.conversations
+            ],
+        ),  # fmt: skip
+        (
+            _LOT_INSERT,
+            [
+                (
+                    customer,
+                    lot.lot_id,
+                    lot.kind,
+                    lot.day.isoformat(),
+                    lot.last_valid.isoformat(),
+                    lot.amount,
+                    lot.remainder,
+                )
+                for lot in wallet.lots
+            ],
+        ),  # fmt: skip
         (_CUSTOMER_UPSERT, [(customer, accounts.customer_segment(customer), iso(next_due))]),
     ]
 
@@ -610,9 +651,7 @@ def save_derived_state(
     since: datetime.date | None = None,
 ) -> None:
     """Replaces the customer's derived state (:func:`derived_state_writes`, applied)."""
-    apply_writes(
-        db, derived_state_writes(db, customer, rating, wallet, next_due, run_id, since)
-    )
+    apply_writes(db, derived_state_writes(db, customer, rating, wallet, next_due, run_id, since))
 
 
 _CLASSIFICATION = "day, period_start, kind, status, price, rules_version"

@@ -47,7 +47,7 @@ STDIN_NAME = "<stdin>"
 # smaller or larger run reads them back from the store, customer by customer (the reference
 # path, which the tests compare the other with).
 MEMORY_MIN_BYTES = 4 * 1024 * 1024
-MEMORY_EVENTS_MAX = 3_000_000
+MEMORY_EVENTS_MAX = 1_500_000
 # A first night dedupes ids in memory up to this many (about 100 bytes each), then asks
 # the store, which by then holds every event of the run.
 RUN_IDS_IN_MEMORY_MAX = 2_000_000

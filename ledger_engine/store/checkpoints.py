@@ -109,20 +109,6 @@ def days(db: sqlite_utils.Database, customer: str, basis_text: str) -> list[date
     ]
 
 
-def replace_after(
-    db: sqlite_utils.Database,
-    customer: str,
-    basis_text: str,
-    since: datetime.date | None,
-    checkpoints: Iterable[Checkpoint],
-    last_posted: datetime.date,
-) -> None:
-    """Drops the customer's checkpoints after ``since`` (all of them when None: they were
-    derived from what has changed), stores the new ones and drops daily ones long past."""
-    for sql, rows in replacing_writes(customer, basis_text, since, checkpoints, last_posted):
-        db.conn.executemany(sql, rows)
-
-
 def replacing_writes(
     customer: str,
     basis_text: str,
@@ -130,7 +116,9 @@ def replacing_writes(
     checkpoints: Iterable[Checkpoint],
     last_posted: datetime.date,
 ) -> list[tuple[str, list[tuple]]]:
-    """The writes of :func:`replace_after` (statements and their parameters)."""
+    """The writes that drop the customer's checkpoints after ``since`` (all of them when
+    None: they were derived from what has changed), store the new ones and drop daily ones
+    long past (statements and their parameters, applied by the run)."""
     if since is None:
         drop = ("DELETE FROM checkpoints WHERE customer = ?", [(customer,)])
     else:

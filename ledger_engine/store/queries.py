@@ -577,81 +577,35 @@ def derived_state_writes(
                   for table in ("verdicts", "conversations", "lots", "periods")]  # fmt: skip
     else:
         writes = _deletes_since(customer, since, {event_id for event_id, _ in verdict_runs})
-    iso = _iso
+    iso, verdict_of = _iso, {**rating.verdicts, **wallet.verdicts}
+    periods = [
+        (customer, p.start.isoformat(), iso(p.end), p.plan, p.interval, p.included)
+        for p in rating.periods
+    ]
+    verdict_rows = [
+        (event_id, customer, reason, verdict_runs.get((event_id, reason), run_id), id_key(event_id))
+        for event_id, reason in verdict_of.items()
+    ]
+    conversations = [
+        (customer, c.conversation, c.period_start.isoformat(), iso(c.period_end),
+         c.day.isoformat(), c.first_at, c.first_event, c.kind, c.status, c.price,
+         c.rules_version, c.events, classified_in[c.conversation])
+        for c in rating.conversations
+    ]  # fmt: skip
+    lots = [
+        (customer, lot.lot_id, lot.kind, lot.day.isoformat(), lot.last_valid.isoformat(),
+         lot.amount, lot.remainder)
+        for lot in wallet.lots
+    ]  # fmt: skip
     return [
         history,
         *writes,
-        (
-            _PERIOD_INSERT,
-            [
-                (customer, p.start.isoformat(), iso(p.end), p.plan, p.interval, p.included)
-                for p in rating.periods
-            ],
-        ),  # fmt: skip
-        (
-            _VERDICT_INSERT,
-            [
-                (
-                    event_id,
-                    customer,
-                    reason,
-                    verdict_runs.get((event_id, reason), run_id),
-                    id_key(event_id),
-                )
-                for event_id, reason in {**rating.verdicts, **wallet.verdicts}.items()
-            ],
-        ),  # fmt: skip
-        (
-            _CONVERSATION_INSERT,
-            [
-                (
-                    customer,
-                    c.conversation,
-                    c.period_start.isoformat(),
-                    iso(c.period_end),
-                    c.day.isoformat(),
-                    c.first_at,
-                    c.first_event,
-                    c.kind,
-                    c.status,
-                    c.price,
-                    c.rules_version,
-                    c.events,
-                    classified_in[c.conversation],
-                )
-                for c in rating.conversations
-            ],
-        ),  # fmt: skip
-        (
-            _LOT_INSERT,
-            [
-                (
-                    customer,
-                    lot.lot_id,
-                    lot.kind,
-                    lot.day.isoformat(),
-                    lot.last_valid.isoformat(),
-                    lot.amount,
-                    lot.remainder,
-                )
-                for lot in wallet.lots
-            ],
-        ),  # fmt: skip
+        (_PERIOD_INSERT, periods),
+        (_VERDICT_INSERT, verdict_rows),
+        (_CONVERSATION_INSERT, conversations),
+        (_LOT_INSERT, lots),
         (_CUSTOMER_UPSERT, [(customer, accounts.customer_segment(customer), iso(next_due))]),
     ]
-
-
-def save_derived_state(
-    db: sqlite_utils.Database,
-    customer: str,
-    rating: Rating,
-    wallet: WalletResult,
-    next_due: datetime.date | None,
-    run_id: int,
-    since: datetime.date | None = None,
-) -> None:
-    """Replaces the customer's derived state (:func:`derived_state_writes`, applied)."""
-    apply_writes(db, derived_state_writes(db, customer, rating, wallet, next_due, run_id, since))
 
 
 _CLASSIFICATION = "day, period_start, kind, status, price, rules_version"
@@ -806,16 +760,12 @@ def rejected_event_ids(db: sqlite_utils.Database, customer: str) -> set[str]:
 
 
 def conversation_events_writes(customer: str, deltas: dict[str, int]) -> list[Write]:
-    """Adds to the event counts of conversations a resumed rating did not rate again."""
+    """The writes that add to the event counts of conversations a resumed rating did not
+    rate again."""
     return [(
         "UPDATE conversations SET events = events + ? WHERE customer = ? AND conversation = ?",
         [(delta, customer, conversation) for conversation, delta in deltas.items() if delta],
     )]  # fmt: skip
-
-
-def add_conversation_events(db: sqlite_utils.Database, customer: str, deltas: dict[str, int]):
-    """Adds to the event counts of conversations a resumed rating did not rate again."""
-    apply_writes(db, conversation_events_writes(customer, deltas))
 
 
 def customers(db: sqlite_utils.Database) -> list[tuple[str, str]]:

@@ -305,18 +305,29 @@ def batches_of_file(path: str, context: ReadContext) -> Iterator[Batch | Done]:
             try:
                 item = pickle.load(process.stdout)
             except EOFError:
-                process.wait()
-                error = process.stderr.read().decode(errors="replace").strip().splitlines()
-                why = error[-1] if error else f"exit code {process.returncode}"
+                why = why_stopped(process)
                 raise InputFileError(f"the reader process of {path} stopped: {why}") from None
             yield item
             if isinstance(item, Done):
                 return
     finally:
         process.stdout.close()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
         process.stderr.close()
+
+
+def why_stopped(process: subprocess.Popen) -> str:
+    """Why a child process (the reader, the worker) stopped, once it has: the last line of
+    its standard error, or its exit code."""
+    process.wait()
+    error = process.stderr.read().decode(errors="replace").strip().splitlines()
+    return error[-1] if error else f"exit code {process.returncode}"
+
+
+def end_process(process: subprocess.Popen) -> None:
+    """Waits a few seconds for a child process whose input is closed to end, then kills it."""
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -153,9 +153,7 @@ class Worker:
         return pickle.loads(frame)
 
     def _stopped(self):
-        self.process.wait()
-        error = self.process.stderr.read().decode(errors="replace").strip().splitlines()
-        why = error[-1] if error else f"exit code {self.process.returncode}"
+        why = reading.why_stopped(self.process)
         raise WorkerError(f"the run's worker process stopped: {why}") from None
 
     def batches(self, path: str, context: ReadContext, known: Known) -> Iterator[NewEvents | Done]:
@@ -216,11 +214,7 @@ class Worker:
             return
         with contextlib.suppress(OSError):
             self.process.stdin.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        reading.end_process(self.process)
         self.drain.join(timeout=5)
         self.process.stdout.close()
         self.process.stderr.close()

@@ -139,6 +139,11 @@ def read_batches(
 _customer_and_day = operator.itemgetter(queries.ROW_CUSTOMER, queries.ROW_DAY)
 
 
+def _keyed(rows: list[tuple]) -> list[tuple[str, int]]:
+    """The distinct ``(id, id key)`` pairs of events rows, to look up in the store."""
+    return list({(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row in rows})
+
+
 class Known:
     """The content key of every event id ingested before this run (asked of the store) or
     earlier in it (kept here), to tell a new event from a repeat (SPEC §2).
@@ -171,8 +176,7 @@ class Known:
         """What earlier runs stored of the ids of ``rows`` (None: the store has no event)."""
         if not self.store_has_events:
             return None
-        keyed = list({(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row in rows})
-        return queries.known_event_contents(self.db, keyed, self.run_id)
+        return queries.known_event_contents(self.db, _keyed(rows), self.run_id)
 
     def _known(self, rows: list[tuple], earlier: dict[str, int] | None) -> tuple[dict, dict]:
         """Where to look up the ids of ``rows``: first one dict, then the other (which also
@@ -182,8 +186,7 @@ class Known:
             self.before_store()
             self.store_has_events = True
         if self.run is None:
-            keyed = list({(row[queries.ROW_ID], row[queries.ROW_ID_KEY]) for row in rows})
-            found = queries.known_event_contents(self.db, keyed)  # this run's rows too
+            found = queries.known_event_contents(self.db, _keyed(rows))  # this run's rows too
             return found, found
         if not self.store_has_events:
             return self.run, self.run  # only this run's ids can repeat

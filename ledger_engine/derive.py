@@ -22,6 +22,7 @@ from ledger_engine.core.model import (
     NewEntry,
     PostedState,
     Rating,
+    RunEvents,
     WalletResult,
 )
 from ledger_engine.core.planner import plan_customer
@@ -135,12 +136,9 @@ def _rated_conversations(events: list[Event]) -> set[str]:
     return {event.conversation for event in events if event.rated}
 
 
-# This run's new events held in memory, by customer (see ingest.RunEvents): None when they
-# are read from the store like every other event.
-RunEvents = dict[str, list[Event]] | None
-
-
-def _window_from(db, customer: str, start: Checkpoint, run_id: int, memory: RunEvents) -> Window:
+def _window_from(
+    db, customer: str, start: Checkpoint, run_id: int, memory: RunEvents | None
+) -> Window:
     if memory is None:
         events, new = queries.customer_events_since(db, customer, start.day, run_id)
     else:
@@ -162,7 +160,7 @@ def windows_of_chunk(
     chunk: list[str],
     earliest: dict[str, datetime.date],
     context: RunContext,
-    memory: RunEvents = None,
+    memory: RunEvents | None = None,
 ):
     """Each customer's window: from its last checkpoint at or before ``earliest`` (the
     earliest day its new events touch, or the day it falls due) and at most the day after
@@ -231,7 +229,9 @@ def _kinds_changed(window: Window, before: _WindowCounts, rating: Rating) -> lis
     return days
 
 
-def derive_one(db, customer: str, window: Window, context: RunContext, memory: RunEvents = None):
+def derive_one(
+    db, customer: str, window: Window, context: RunContext, memory: RunEvents | None = None
+):
     """Derives a customer from its window; when the window's events change the kind of a
     conversation first seen before it, derives again from a checkpoint before that day.
 
@@ -272,7 +272,7 @@ class Planned(NamedTuple):
 
 
 def derive_and_plan(
-    db, customer: str, window: Window, context: RunContext, memory: RunEvents = None
+    db, customer: str, window: Window, context: RunContext, memory: RunEvents | None = None
 ) -> Planned:
     """Derives one customer (:func:`derive_one`) and plans the writes that save its derived
     state, the event counts of conversations it continued and its checkpoints."""
@@ -294,7 +294,7 @@ def derive_customers(
     customers: list[str],
     earliest: dict[str, datetime.date],
     context: RunContext,
-    memory: RunEvents = None,
+    memory: RunEvents | None = None,
 ) -> Iterator[Planned]:
     """Derives and plans each of ``customers`` (sorted), a chunk of customers per query."""
     for first in range(0, len(customers), queries.CUSTOMER_CHUNK):

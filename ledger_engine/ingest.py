@@ -27,7 +27,7 @@ import sqlite_utils
 
 from ledger_engine.books.files import sha256_file
 from ledger_engine.core.errors import InputFileError
-from ledger_engine.core.model import ID_CONFLICT, Event
+from ledger_engine.core.model import ID_CONFLICT, Event, RunEvents
 from ledger_engine.reading import (
     MEMORY_INPUT_BYTES_MAX,
     Batch,
@@ -52,9 +52,6 @@ MEMORY_EVENTS_MAX = 1_500_000
 # the store, which by then holds every event of the run.
 RUN_IDS_IN_MEMORY_MAX = 2_000_000
 LINE_BYTES_LEAST = 100  # hardly an event line is shorter: bytes / this >= the lines a run brings
-
-# A run's events kept in memory: customer -> its new events (None: read from the store).
-RunEvents = dict[str, list[Event]]
 
 
 class IngestResult(NamedTuple):

@@ -26,7 +26,7 @@ from ledger_engine import commit, derive, worker
 from ledger_engine.books import layout
 from ledger_engine.books.files import write_point
 from ledger_engine.core import dates
-from ledger_engine.core.model import NewEntry
+from ledger_engine.core.model import NewEntry, RunEvents
 from ledger_engine.core.planner import plan_gl_summaries
 from ledger_engine.ingest import IngestResult, ingest_files
 from ledger_engine.rules import load_rules
@@ -70,7 +70,7 @@ def _derive_customers(
     context: derive.RunContext,
     writer: commit.JournalWriter,
     progress: Progress,
-    memory: derive.RunEvents,
+    memory: RunEvents | None,
     helper: worker.Worker | None,
 ) -> list[NewEntry]:
     """Derives every touched customer (the worker's share in the worker, at the same time)

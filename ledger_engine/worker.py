@@ -46,7 +46,7 @@ import sqlite_utils
 from ledger_engine import derive, reading
 from ledger_engine.core import events
 from ledger_engine.core.errors import LedgerError
-from ledger_engine.core.model import Event
+from ledger_engine.core.model import Event, RunEvents
 from ledger_engine.reading import (
     Batch,
     Done,
@@ -330,7 +330,7 @@ class _Serving:
                 write_frame(out, (block, rows, rejected, known.earlier(rows), theirs))
 
     def derive(self, customers, earliest, context, given, dropped, out) -> None:
-        memory: dict[str, list[Event]] = defaultdict(list)
+        memory: RunEvents = defaultdict(list)
         repeats = set(dropped)
         for block, line, event in self.checked:
             if (block, line) not in repeats:

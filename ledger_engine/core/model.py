@@ -167,6 +167,9 @@ class Event(NamedTuple):
 
 # The fields after ``day`` depend on the event's type (the store keeps them as one JSON array).
 EVENT_TYPED_FIELDS = Event._fields[Event._fields.index("day") + 1 :]
+# A run's new events kept in memory for its derivation: customer -> its new events (in
+# the order they were read); a run that keeps none reads them back from the store.
+RunEvents = dict[str, list[Event]]
 
 
 class Rejection(NamedTuple):

@@ -500,9 +500,7 @@ def _moment(text: str, zone: ZoneInfo) -> tuple[str, datetime.date] | None:
     """The UTC key and booking day of a timestamp as :func:`_check_common` makes them, or
     None where it would reject it (or where this is not sure: the checks above decide)."""
     if zone.key == "UTC" and _UTC_SECOND.fullmatch(text):
-        day = _days.get(text[:10], False)
-        if day is False:
-            day = _utc_day(text[:10])
+        day = _utc_day(text[:10])
         return None if day is None else (text[:19] + ".000000Z", day)
     moment = dates.parse_timestamp(text)
     if moment is None or not AT_YEAR_MIN <= moment.year <= AT_YEAR_MAX:

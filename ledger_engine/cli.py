@@ -264,6 +264,11 @@ def reconcile(books_dir: Path, as_json: bool, kept_seal: str | None):
                 else ""
             )
             click.echo(f"DIFFERENCE [{difference.check}] {where}: {difference.message}{numbers}")
+        for pending in report.pending:
+            click.echo(
+                f"PENDING [{pending.check}] {pending.message}: corrections held back for "
+                f"{pending.from_day} (a post through that day or later posts them)"
+            )
         click.echo(
             "Books reconcile." if report.ok else f"{len(report.differences)} differences found."
         )

@@ -57,6 +57,7 @@ class Derived(NamedTuple):
     new_entries: list[NewEntry]
     next_due: datetime.date | None
     checkpoints: tuple[Checkpoint, ...]  # the state at the start of each of checkpoint_days
+    pending_from: datetime.date | None = None  # corrections held back until this day
 
 
 def checkpoint_days(
@@ -119,7 +120,9 @@ def derive_customer(
         Checkpoint(state.day, state, wallet_state)
         for state, wallet_state in zip(rating.states, wallet.states, strict=True)
     )
-    return Derived(rating, wallet, new_entries, min(due) if due else None, checkpoints)
+    return Derived(
+        rating, wallet, new_entries, min(due) if due else None, checkpoints, deferred_until
+    )
 
 
 class Window(NamedTuple):
@@ -279,8 +282,9 @@ def derive_and_plan(
     derived, window, deltas = derive_one(db, customer, window, context, memory)
     since = window.start.day if window.start else None
     writes = queries.derived_state_writes(
-        db, customer, derived.rating, derived.wallet, derived.next_due, context.run_id, since
-    )
+        db, customer, derived.rating, derived.wallet,
+        queries.Due(derived.next_due, derived.pending_from), context.run_id, since,
+    )  # fmt: skip
     writes += queries.conversation_events_writes(customer, deltas)
     writes += checkpoint_store.replacing_writes(
         customer, context.basis, since,

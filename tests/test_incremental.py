@@ -113,7 +113,9 @@ def subscription(draw, customer: str, day: int, number: int) -> dict:
 
 @st.composite
 def happening(draw, customer: str, number: int) -> dict:
-    day = draw(st.integers(0, 75))
+    # Often on a day a period begins (the anchor day, the renewals of Dec 1 and Jan 1), where
+    # a change of plan starts a second period that day (SPEC v3 §4).
+    day = draw(st.one_of(st.integers(0, 75), st.sampled_from([0, 30, 61])))
     minute = draw(st.integers(10, 1439))
     at = stamp(day, minute)
     kind = draw(st.sampled_from(["sr", "sr", "ap", "pg", "money", "money", "plan", "cancel"]))

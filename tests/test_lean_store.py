@@ -9,6 +9,7 @@ import datetime
 import hashlib
 import io
 import json
+import re
 import shutil
 import sqlite3
 import sys
@@ -133,16 +134,69 @@ def test_a_schema_3_store_is_upgraded_with_every_raw_line(tmp_path):
         db.close()
 
 
+# What this version writes that the engine of schema 3 did not: the plan and interval of a
+# usage entry (SPEC v3 §3), and October's seal (which covers October's files) with them.
+ADDED_SINCE_SCHEMA_3 = re.compile(rb"^  (plan|interval|seal-sha256): .*\n", re.MULTILINE)
+
+
+def test_the_upgrade_tells_an_omitted_commitment_from_a_commitment_of_zero(tmp_path):
+    """Stores before schema 5 kept an omitted ``commitment`` as 0; a later subscription now
+    carries an omitted one over (SPEC v3 §2), so the upgrade reads each subscription's raw
+    line again: omitted becomes null, a given 0 stays 0."""
+    books = init_books(tmp_path / "books")
+    Poster(books, tmp_path)(
+        [
+            sub("k", "2026-03-01T08:00:00Z", "essentials", commitment="30.00", id="k-1"),
+            sub("k", "2026-03-15T08:00:00Z", "essentials", auto_top_up={"amount": "10.00"},
+                id="k-omits"),
+            sub("z", "2026-03-01T08:00:00Z", "essentials", commitment="0", id="z-zero"),
+        ],
+        "2026-03-31",
+    )  # fmt: skip
+    with sqlite3.connect(books / "state.sqlite") as db:  # as schema 4 stored them
+        for event_id in ("k-omits", "z-zero"):
+            (fields,) = db.execute("SELECT fields FROM events WHERE id = ?", [event_id]).fetchone()
+            typed = json.loads(fields)
+            typed[2:] = [typed[2], typed[3], 0, *typed[5:]]
+            db.execute("UPDATE events SET fields = ? WHERE id = ?", [json.dumps(typed), event_id])
+        db.execute("ALTER TABLE customers DROP COLUMN pending_from")
+        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    db = open_store(books)
+    try:
+        assert queries.get_meta(db, "schema_version") == SCHEMA_VERSION
+        assert queries.event(db, "k-omits").commitment is None
+        assert queries.event(db, "z-zero").commitment == 0
+        assert queries.event(db, "k-1").commitment == 3000
+    finally:
+        db.close()
+    # The next month's commitment is k-1's 30.00, carried over by k-omits.
+    post(books, [], datetime.date(2026, 4, 1), full=True)  # derived from the events again
+    with read_store(books) as db:
+        assert {lot.lot_id: lot.amount for lot in queries.lots(db, "k")}[
+            "commitment-2026-04-01"
+        ] == 3000
+
+
 def test_upgraded_books_post_on_as_books_made_by_this_version(tmp_path):
     """Books of schema 3 (the sample's October and November, made by the engine before
-    schema 4) post December and end byte for byte as the sample books, and reconcile."""
+    schema 4) post December byte for byte as the sample books do, and reconcile; what the
+    older engine wrote stays as it wrote it (append-only)."""
     books = tmp_path / "books"
     shutil.copytree(FIXTURES / "books-schema-3", books)
     events = Path(__file__).resolve().parents[1] / "sample_books" / "events"
     for name in ("2026-12-late.jsonl", "2026-12-finance.jsonl"):
         post(books, [str(events / name)], datetime.date(2026, 12, 31))
     sample = Path(__file__).resolve().parents[1] / "sample_books" / "books"
-    assert journal_bytes(books) == journal_bytes(sample)
+    upgraded, fresh = journal_bytes(books), journal_bytes(sample)
+    assert sorted(upgraded) == sorted(fresh)
+    for path in fresh:
+        if "2026-12" in path or path.endswith("customer.beancount"):
+            assert upgraded[path] == fresh[path], path
+        else:
+            # (November also holds entries this version appended: filtered alike)
+            assert ADDED_SINCE_SCHEMA_3.sub(b"", upgraded[path]) == ADDED_SINCE_SCHEMA_3.sub(
+                b"", fresh[path]
+            ), path
     report = reconcile(books)
     assert report.ok, report.differences
 

@@ -4,6 +4,7 @@ wallets never negative, GL = sum of subledgers."""
 from __future__ import annotations
 
 import datetime
+import os
 from collections import defaultdict
 from decimal import Decimal
 
@@ -19,14 +20,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger_engine.core import accounts
+from ledger_engine.post import post
 
 CUSTOMERS = ("alpha", "beta")
 START = datetime.datetime(2026, 11, 1, 8, tzinfo=datetime.UTC)
 PROPERTY_SETTINGS = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+# Minutes (from START, the first subscription) on the days a period begins: the anchor day
+# and the monthly renewal on Dec 1 (SPEC v3 §4: a change there starts another period).
+PERIOD_START_MINUTES = st.one_of(st.integers(-480, 959), st.integers(43200 - 480, 43200 + 959))
 
 
 def at(minutes: int) -> str:
@@ -60,7 +67,8 @@ def subscriptions(draw, customer):
 
 @st.composite
 def activity(draw, customer, index):
-    minutes = draw(st.integers(1, 60 * 24 * 40))  # within about 40 days
+    # Within about 40 days, often on a day a period begins (where changes of terms go too).
+    minutes = draw(st.one_of(st.integers(1, 60 * 24 * 40), PERIOD_START_MINUTES))
     kind = draw(
         st.sampled_from(
             ["sr", "sr", "ap", "pg", "top_up", "channel", "payment", "credit_grant", "write_off"]
@@ -84,12 +92,51 @@ def activity(draw, customer, index):
 
 
 @st.composite
+def change(draw, customer, index, others: list[dict]):
+    """A change of terms (SPEC v3 §4): a subscription to another plan or interval, or a
+    cancellation, possibly followed at the same instant by a new subscription; at any
+    instant, on a day a period begins, or at the instant of another event."""
+    where = draw(st.sampled_from(["any", "period start", "same instant"]))
+    if where == "same instant" and others:
+        moment = draw(st.sampled_from(others))["at"]
+    elif where == "period start":
+        moment = at(draw(PERIOD_START_MINUTES))
+    else:
+        moment = at(draw(st.integers(1, 60 * 24 * 40)))
+    subscription = {**draw(subscriptions(customer)), "id": f"{customer}-change-{index}",
+                    "at": moment}  # fmt: skip
+    if draw(st.booleans()):
+        for key in ("commitment", "auto_top_up"):  # omitted terms are carried over
+            subscription.pop(key, None)
+    kind = draw(st.sampled_from(["subscribe", "cancel", "cancel and subscribe"]))
+    cancellation = {"id": f"{customer}-cancel-{index}", "type": "cancellation",
+                    "customer": customer, "at": moment}  # fmt: skip
+    changed = {
+        "subscribe": [subscription],
+        "cancel": [cancellation],
+        "cancel and subscribe": [cancellation, subscription],
+    }[kind]
+    # Conversations just before and just after it, the same day (one period each side).
+    minute = (datetime.datetime.fromisoformat(moment) - START) // datetime.timedelta(minutes=1)
+    around = [
+        {"id": f"{customer}-around-{index}-{side}", "type": "ai_usage", "customer": customer,
+         "at": at(minute + side), "feature": "suggested_reply",
+         "conversation": f"c{draw(st.integers(0, 9))}"}
+        for side in (-1, 1) if draw(st.booleans())
+    ]  # fmt: skip
+    return changed + around
+
+
+@st.composite
 def histories(draw):
     events = []
     for customer in CUSTOMERS[: draw(st.integers(1, 2))]:
         events.append(draw(subscriptions(customer)))
         count = draw(st.integers(0, 14))
-        events += [draw(activity(customer, i)) for i in range(count)]
+        own = [draw(activity(customer, i)) for i in range(count)]
+        for index in range(draw(st.integers(0, 3))):
+            own += draw(change(customer, index, own))
+        events += own
     return events
 
 
@@ -127,3 +174,6 @@ def test_posting_properties(tmp_path_factory, events, cut, data):
         assert balances(many.books / root.relative_to(one.books)) == balances(root)
     gl_equals_subledgers(many.books)
     wallets_never_negative(many.books)
+    # The reference derivation (every customer from its first event) finds nothing to add.
+    for books in (one.books, many.books):
+        assert post(books, [], datetime.date(2026, 12, 15), full=True).transactions_written == 0

@@ -232,12 +232,14 @@ def test_price_follows_the_interval_in_force_on_the_first_event(poster, books):
 def test_cancellation_rejects_later_usage(poster, books):
     events = [
         sub("acme", "2026-11-01T08:00:00Z", "boost"),
+        use("acme", "2026-11-04T23:59:59Z", "before"),
         {"id": "cancel", "type": "cancellation", "customer": "acme", "at": "2026-11-05T00:00:00Z"},
+        # SPEC v3 §2: at one instant the cancellation applies first, so this is after it.
         use("acme", "2026-11-05T00:00:00Z", "same-instant"),
         use("acme", "2026-11-06T10:00:00Z", "late", id="after-cancel"),
     ]
     result = poster(events, "2026-11-30")
-    assert result.rejected == {"no_active_subscription": 1}
+    assert result.rejected == {"no_active_subscription": 2}
     assert customer_balances(books, "acme")["Income:AI:Allowance:Included"] == D("0.30")
 
 

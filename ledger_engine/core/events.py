@@ -441,7 +441,7 @@ _days: dict[str, datetime.date | None] = {}
 
 def _typed(**fields) -> tuple:
     """The typed fields of an event (``EVENT_TYPED_FIELDS`` order) with their defaults."""
-    values = {**dict.fromkeys(EVENT_TYPED_FIELDS), "commitment": 0, **fields}
+    values = {**dict.fromkeys(EVENT_TYPED_FIELDS), **fields}
     return tuple(values[name] for name in EVENT_TYPED_FIELDS)
 
 

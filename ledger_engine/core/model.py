@@ -148,7 +148,7 @@ class Event(NamedTuple):
     conversation: str | None = None
     plan: str | None = None
     interval: str | None = None
-    commitment: int = 0
+    commitment: int | None = None  # None: not given (a later subscription carries it over)
     auto_enabled: bool | None = None
     auto_amount: int | None = None
     auto_threshold: int | None = None
@@ -196,7 +196,15 @@ class Line(NamedTuple):
 
 
 class Terms(NamedTuple):
-    """The subscription in force from ``at`` (a UTC key) on."""
+    """The subscription in force from ``at`` (a UTC key) on.
+
+    Its billing periods run from ``anchor``, the booking day of the subscription that
+    started them, whose instant is ``anchor_at``; ``ordinal`` is the place of that first
+    period among the periods that began on the anchor day (1: the first; a plan change on
+    the day a period starts makes a second).  Commitment months run from
+    ``commitment_anchor``, the day of the customer's first subscription or of its
+    re-subscription after a cancellation (SPEC v3 §5).
+    """
 
     at: str
     day: datetime.date
@@ -210,13 +218,29 @@ class Terms(NamedTuple):
     included: int | None
     unit_price: int | None
     active: bool
+    anchor_at: str
+    ordinal: int
+    commitment_anchor: datetime.date
+
+
+def period_label(start: datetime.date, ordinal: int = 1) -> str:
+    """The name of a billing period in the books and the store: its first day, and for a
+    second (third...) period that began on that day, ``.2`` (``.3``...).  It is the detail
+    of its usage entries' key (``usage.<label>``) and their ``period`` metadata."""
+    return start.isoformat() if ordinal == 1 else f"{start.isoformat()}.{ordinal}"
+
+
+def period_order(label: str) -> tuple[str, int]:
+    """A sort key of period labels: by first day, then by their order within that day."""
+    day, _, ordinal = label.partition(".")
+    return day, int(ordinal or 1)
 
 
 class Conversation(NamedTuple):
     """A rated conversation: its period, whether autopilot touched it, and its status."""
 
     conversation: str
-    period_start: datetime.date
+    period: str  # the label of its billing period (period_label)
     period_end: datetime.date | None
     day: datetime.date
     first_at: str
@@ -227,6 +251,11 @@ class Conversation(NamedTuple):
     rules_version: str
     events: int
 
+    @property
+    def period_start(self) -> datetime.date:
+        """The first day of its billing period."""
+        return datetime.date.fromisoformat(self.period[:10])
+
 
 class Period(NamedTuple):
     """A billing period that has conversations, with its included allowance."""
@@ -236,6 +265,7 @@ class Period(NamedTuple):
     plan: str
     interval: str
     included: int
+    label: str  # period_label: its first day, and its order among the periods of that day
 
 
 class RatingState(NamedTuple):
@@ -249,8 +279,8 @@ class RatingState(NamedTuple):
     current: Terms | None  # the terms in force at the start of the day
     trial_units: int  # trial units used before the day
     trial_holders: tuple[str, ...]  # trial conversations holding a unit (at most the cap)
-    periods: tuple[tuple[datetime.date, Period], ...]  # (anchor, period) still open on the day
-    used: tuple[tuple[datetime.date, datetime.date, int], ...]  # (anchor, start, included)
+    periods: tuple[tuple[str, Period], ...]  # (anchor instant, period) still open on the day
+    used: tuple[tuple[str, datetime.date, int], ...]  # (anchor instant, start, included)
 
 
 class Rating(NamedTuple):

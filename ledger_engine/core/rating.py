@@ -25,49 +25,80 @@ from ledger_engine.core.model import (
     Rating,
     RatingState,
     Terms,
+    period_label,
 )
 from ledger_engine.core.money import decimal_to_cents
 from ledger_engine.rules import Rules
 
-# Events at the same instant: a subscription applies to usage at its own `at`, and usage at
-# the instant of a cancellation is not "later" than it (SPEC §2), so it is still accepted.
-TYPE_ORDER = {"subscription": 0, "cancellation": 2}
+# Events at the same instant (SPEC v3 §2): a cancellation first, then a subscription, then
+# the rest, each group by id; so a cancellation and a new subscription sent with one `at`
+# are a plan switch, and usage at the instant of a subscription uses the new terms.
+TYPE_ORDER = {"cancellation": 0, "subscription": 1}
+OTHER_TYPES = 2
 
 
 def event_order(event: Event) -> tuple:
-    return (event.at, TYPE_ORDER.get(event.type, 1), event.id)
+    return (event.at, TYPE_ORDER.get(event.type, OTHER_TYPES), event.id)
+
+
+def _periods_begun_on(previous: Terms | None, day: datetime.date) -> int:
+    """How many billing periods began on ``day`` under the terms before a new period's
+    (all of them are earlier in the day): the periods of the day of a sequence that began
+    on it, or the renewal at the day's start of one in force then."""
+    if previous is None:
+        return 0
+    if previous.anchor == day:
+        return previous.ordinal
+    in_force_at_start = previous.active or previous.day == day  # cancelled later that day
+    if not in_force_at_start or previous.plan == "trial":
+        return 0
+    return int(dates.period_bounds(previous.anchor, previous.interval, day)[0] == day)
+
+
+def _carried(given, current: Terms | None, name: str, default):
+    """A term of a subscription event: as given, else as in the terms in force (a later
+    subscription carries omitted terms over, SPEC v3 §2), else the default."""
+    if given is not None:
+        return given
+    return getattr(current, name) if current is not None and current.active else default
 
 
 def _new_terms(event: Event, current: Terms | None, rules: Rules) -> Terms:
     policy = rules.auto_top_up
     interval = event.interval or "monthly"
+    active = current is not None and current.active
     same_period = (
-        current is not None
-        and current.active
+        active
         and current.plan == event.plan
         and current.interval == interval
         and current.included == event.included
         and current.unit_price == event.unit_price
     )
+    if same_period:
+        anchor, anchor_at, ordinal = current.anchor, current.anchor_at, current.ordinal
+    else:
+        anchor, anchor_at = event.day, event.at
+        ordinal = _periods_begun_on(current, event.day) + 1
     return Terms(
         at=event.at,
         day=event.day,
         plan=event.plan,
         interval=interval,
-        anchor=current.anchor if same_period else event.day,
-        commitment=event.commitment,
-        auto_enabled=policy.enabled if event.auto_enabled is None else event.auto_enabled,
-        auto_amount=decimal_to_cents(policy.amount)
-        if event.auto_amount is None
-        else event.auto_amount,
-        auto_threshold=(
-            decimal_to_cents(policy.threshold)
-            if event.auto_threshold is None
-            else event.auto_threshold
+        anchor=anchor,
+        commitment=_carried(event.commitment, current, "commitment", 0),
+        auto_enabled=_carried(event.auto_enabled, current, "auto_enabled", policy.enabled),
+        auto_amount=_carried(
+            event.auto_amount, current, "auto_amount", decimal_to_cents(policy.amount)
+        ),
+        auto_threshold=_carried(
+            event.auto_threshold, current, "auto_threshold", decimal_to_cents(policy.threshold)
         ),
         included=event.included,
         unit_price=event.unit_price,
         active=True,
+        anchor_at=anchor_at,
+        ordinal=ordinal,
+        commitment_anchor=current.commitment_anchor if active else event.day,
     )
 
 
@@ -180,7 +211,9 @@ def _allowance(terms: Terms, period_start: datetime.date, rules: Rules) -> int:
     return rules.version_on(period_start).plans[terms.plan].included(terms.interval)
 
 
-PeriodKey = tuple[datetime.date, datetime.date]  # (anchor, start)
+# A period is told apart by the instant its sequence began and its first day: several may
+# begin on one day (a plan change on a renewal day, or on the anchor day itself).
+PeriodKey = tuple[str, datetime.date]  # (anchor instant, start)
 
 
 def _open_on(day, periods: dict[PeriodKey, Period], used: dict[PeriodKey, int]):
@@ -190,6 +223,16 @@ def _open_on(day, periods: dict[PeriodKey, Period], used: dict[PeriodKey, int]):
         tuple((key[0], periods[key]) for key in keys),
         tuple((*key, used[key]) for key in keys if used.get(key)),
     )
+
+
+def _period_of(terms: Terms, day: datetime.date):
+    """The first day, the end (None: a trial's) and the label of the billing period of
+    ``terms`` that holds ``day``."""
+    if terms.plan == "trial":
+        start, end = terms.anchor, None
+    else:
+        start, end = dates.period_bounds(terms.anchor, terms.interval, day)
+    return start, end, period_label(start, terms.ordinal if start == terms.anchor else 1)
 
 
 def _tally(usage: list[tuple[Event, Terms]], seen: frozenset[str]):
@@ -229,15 +272,12 @@ def _conversations(
         if event.day >= marks.upcoming:
             for day in marks.due(event.day):
                 states[day] = _open_on(day, periods, used)
-        if terms.plan == "trial":
-            start, end = terms.anchor, None
-        else:
-            start, end = dates.period_bounds(terms.anchor, terms.interval, event.day)
+        start, end, label = _period_of(terms, event.day)
         kind = "autopilot" if conversation in autopilot else "suggested_reply"
-        key = (terms.anchor, start)
+        key = (terms.anchor_at, start)
         if terms.plan != "trial" and key not in periods:
             allowance = _allowance(terms, start, rules)
-            periods[key] = Period(start, end, terms.plan, terms.interval, allowance)
+            periods[key] = Period(start, end, terms.plan, terms.interval, allowance, label)
         if terms.plan == "trial":
             status = "trial"
         elif kind == "autopilot":
@@ -250,7 +290,7 @@ def _conversations(
         rated.append(
             Conversation(
                 conversation=conversation,
-                period_start=start,
+                period=label,
                 period_end=end,
                 day=event.day,
                 first_at=event.at,

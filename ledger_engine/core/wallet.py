@@ -30,10 +30,12 @@ from ledger_engine.core.model import (
     EntryKind,
     Event,
     Lot,
+    Period,
     Rating,
     Terms,
     WalletResult,
     WalletState,
+    period_order,
 )
 from ledger_engine.core.money import format_cents
 from ledger_engine.rules import Rules
@@ -142,6 +144,7 @@ class Replay(NamedTuple):
     term_days: tuple[datetime.date, ...]
     usage: dict[datetime.date, list[Conversation]]
     events: dict[datetime.date, list[Event]]  # wallet events by day, by (at, id)
+    periods: dict[str, Period]  # the billing periods of the conversations, by label
 
     def terms_on(self, day: datetime.date) -> Terms | None:
         index = bisect.bisect_right(self.term_days, day) - 1
@@ -166,6 +169,7 @@ def _replay_of(customer: str, rating: Rating, rules: Rules, through: datetime.da
         term_days=tuple(terms.day for terms in rating.terms),
         usage=dict(usage),
         events=dict(events),
+        periods={period.label: period for period in rating.periods},
     )
 
 
@@ -228,15 +232,27 @@ def credit_entry(
     return _entry(replay, kind, lot.day, detail, postings, meta)
 
 
+def commitment_terms(replay: Replay, day: datetime.date) -> Terms | None:
+    """The terms whose commitment is credited on ``day``, if a commitment month starts
+    then: the terms in force at the day's start, or the first (re-)subscription of the day,
+    whichever first has a commitment month beginning on ``day`` (SPEC v3 §5: commitment
+    months keep their anchor across plan changes; a changed amount waits for the next)."""
+    start = bisect.bisect_left(replay.term_days, day)
+    end = bisect.bisect_right(replay.term_days, day)
+    for terms in replay.terms[max(start - 1, 0) : end]:
+        anchor = terms.commitment_anchor
+        if terms.active and day >= anchor and dates.billing_month_start(anchor, day) == day:
+            return terms
+    return None
+
+
 def commitment_lot(replay: Replay, day: datetime.date) -> Lot | None:
-    """The commitment credited on ``day``, if ``day`` starts a billing month of one."""
-    terms = replay.terms_on(day)
-    if terms is None or not terms.active or terms.commitment <= 0:
-        return None
-    if dates.billing_month_start(terms.anchor, day) != day or day < terms.anchor:
+    """The commitment credited on ``day``, if ``day`` starts a commitment month of one."""
+    terms = commitment_terms(replay, day)
+    if terms is None or terms.commitment <= 0:
         return None
     months = replay.rules.commitment_billing_months
-    last_valid = dates.add_months(day, months, terms.anchor.day) - ONE_DAY
+    last_valid = dates.add_months(day, months, terms.commitment_anchor.day) - ONE_DAY
     lot_id = f"commitment-{day.isoformat()}"
     return Lot(lot_id, "commitment", day, last_valid, terms.commitment, terms.commitment)
 
@@ -324,7 +340,8 @@ def usage_entry(replay: Replay, day, conversations: list[Conversation], taken: T
         ("autopilot", sum(c.kind == "autopilot" for c in conversations)),
     )
     meta = (
-        ("period", f"{first.period_start.isoformat()}/{first.period_end or ''}"),
+        ("period", f"{first.period}/{first.period_end or ''}"),
+        *_plan_meta(replay, first),
         *counts,
         *((key, count) for key, count in rare if count),
         ("rules-version", first.rules_version),
@@ -332,7 +349,15 @@ def usage_entry(replay: Replay, day, conversations: list[Conversation], taken: T
         *_lots_meta(taken),
     )
     postings = [*gross.items(), *contra.items(), *payment]
-    return _entry(replay, EntryKind.USAGE, day, first.period_start.isoformat(), postings, meta)
+    return _entry(replay, EntryKind.USAGE, day, first.period, postings, meta)
+
+
+def _plan_meta(replay: Replay, conversation: Conversation) -> tuple[tuple[str, str], ...]:
+    """The ``plan`` and ``interval`` of a conversation's period (a trial has no interval)."""
+    if conversation.status == "trial":  # a trial is no billing period: no Period record
+        return (("plan", "trial"),)
+    period = replay.periods[conversation.period]
+    return (("plan", period.plan), ("interval", period.interval))
 
 
 def channel_entry(replay: Replay, day, channel: str, events: list[Event], taken: Taken):
@@ -362,11 +387,11 @@ def _charges(replay: Replay, book: LotBook, day: datetime.date) -> list[Entry | 
             count = lot.amount // terms.auto_amount
             meta = (("top-ups", count), ("threshold", format_cents(terms.auto_threshold)))
             entries.append(credit_entry(replay, EntryKind.AUTO_TOP_UP, lot, after=meta))
-    by_period: dict[datetime.date, list[Conversation]] = defaultdict(list)
+    by_period: dict[str, list[Conversation]] = defaultdict(list)
     for conversation in conversations:
-        by_period[conversation.period_start].append(conversation)
-    for period_start in sorted(by_period):
-        group = by_period[period_start]
+        by_period[conversation.period].append(conversation)
+    for label in sorted(by_period, key=period_order):
+        group = by_period[label]
         amount = sum(c.price for c in group if c.status == "charged")
         entries.append(usage_entry(replay, day, group, book.consume(day, amount)[0]))
     for channel in CHANNELS:
@@ -446,15 +471,17 @@ def post_day(
 
 
 def commitment_days(terms: tuple[Terms, ...], through: datetime.date) -> list[datetime.date]:
-    """Every day up to ``through`` on which a commitment is credited."""
+    """Every day up to ``through`` on which a commitment month of active terms with a
+    commitment starts (:func:`commitment_lot` tells which are credited)."""
     days = set()
     for index, term in enumerate(terms):
         if not term.active or term.commitment <= 0:
             continue
         end = min(terms[index + 1].day if index + 1 < len(terms) else through, through)
-        start = dates.billing_month_start(term.anchor, term.day)
+        anchor = term.commitment_anchor
+        start = dates.billing_month_start(anchor, max(term.day, anchor))
         months = 0
-        while (day := dates.add_months(start, months, term.anchor.day)) <= end:
+        while (day := dates.add_months(start, months, anchor.day)) <= end:
             if day >= term.day:
                 days.add(day)
             months += 1
@@ -535,7 +562,7 @@ def next_due_day(
         if lot.remainder > 0 and lot.last_valid >= through
     ]
     if rating.terms and rating.terms[-1].active and rating.terms[-1].commitment > 0:
-        terms = rating.terms[-1]
-        start = dates.billing_month_start(terms.anchor, max(through, terms.anchor))
-        candidates.append(dates.add_months(start, 1, terms.anchor.day))
+        anchor = rating.terms[-1].commitment_anchor
+        start = dates.billing_month_start(anchor, max(through, anchor))
+        candidates.append(dates.add_months(start, 1, anchor.day))
     return min(candidates) if candidates else None

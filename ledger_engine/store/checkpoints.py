@@ -25,7 +25,7 @@ from ledger_engine.core.model import (
     WalletState,
 )
 
-FORMAT = "2"  # the version of the stored document; another one is never read
+FORMAT = "3"  # the version of the stored document; another one is never read
 # Checkpoints of days that are not a month's first day are kept this long after the last
 # day posted (late events reach a few days back; month starts are kept for ever).
 KEEP_DAILY = datetime.timedelta(days=7)
@@ -45,7 +45,11 @@ def _terms_of(row: list | None) -> Terms | None:
     if row is None:
         return None
     terms = Terms._make(row)
-    return terms._replace(day=_day(terms.day), anchor=_day(terms.anchor))
+    return terms._replace(
+        day=_day(terms.day),
+        anchor=_day(terms.anchor),
+        commitment_anchor=_day(terms.commitment_anchor),
+    )
 
 
 def _period_of(row: list) -> Period:
@@ -80,8 +84,8 @@ def decode(day: datetime.date, document: bytes) -> Checkpoint:
             _terms_of(current),
             units,
             tuple(holders),
-            tuple((_day(anchor), _period_of(period)) for anchor, period in periods),
-            tuple((_day(anchor), _day(start), count) for anchor, start, count in used),
+            tuple((anchor_at, _period_of(period)) for anchor_at, period in periods),
+            tuple((anchor_at, _day(start), count) for anchor_at, start, count in used),
         ),
         WalletState(day, tuple(_lot_of(lot) for lot in lots), receivable),
     )

@@ -12,9 +12,12 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import sqlite_utils
 
 from ledger_engine.core.errors import NoBooks, StoreError, StoreSchemaMismatch
+from ledger_engine.core.model import EVENT_TYPED_FIELDS
+from ledger_engine.store import queries as queries_module
 from ledger_engine.store import views
 from ledger_engine.store.queries import (
     BLOCK_LEVEL,
@@ -27,12 +30,14 @@ from ledger_engine.store.queries import (
 )
 
 STORE_NAME = "state.sqlite"
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 # Older schemas this engine upgrades in place.  2 -> 3 only adds conversation_history
 # (empty: classifications before the upgrade were not kept; trace says so); 3 -> 4 adds the
 # checkpoints (empty: the next run of each customer derives from its first event) and moves
-# the events' raw lines into input_blocks (see _lean_events).
-UPGRADABLE = ("2", "3")
+# the events' raw lines into input_blocks (see _lean_events); 4 -> 5 tells a subscription's
+# omitted commitment from a commitment of 0 (SPEC v3: a later subscription carries omitted
+# terms over; see _subscription_commitments) and adds customers.pending_from.
+UPGRADABLE = ("2", "3", "4")
 SCHEMA_SQL = Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
 # SQLite errors that come from the machine, not from the engine's SQL: a full disk, an I/O
 # error, a damaged or foreign file, no permission.  These are expected failures.
@@ -111,7 +116,7 @@ def open_store(books_dir: Path) -> sqlite_utils.Database:
         db = sqlite_utils.Database(path)
         version = get_meta(db, "schema_version")
         if version in UPGRADABLE:
-            _upgrade(db)
+            _upgrade(db, version)
             version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             db.close()
@@ -123,27 +128,60 @@ def open_store(books_dir: Path) -> sqlite_utils.Database:
     return db
 
 
-def _upgrade(db: sqlite_utils.Database) -> None:
-    """Adds what later schemas add (every statement of schema.sql is IF NOT EXISTS) and
-    rebuilds the events table of schema 4, in one transaction."""
-    db.conn.executescript(
-        "BEGIN;\nDROP INDEX IF EXISTS events_customer;\nDROP VIEW IF EXISTS v_events;\n"
-        "ALTER TABLE events RENAME TO events_before_4;\n" + SCHEMA_SQL
+def _upgrade(db: sqlite_utils.Database, version: str) -> None:
+    """Brings a store of an older schema to this one, in one transaction (every statement
+    of schema.sql is IF NOT EXISTS: it adds the tables a later schema adds)."""
+    before_4 = version in ("2", "3")
+    rename = (
+        "DROP INDEX IF EXISTS events_customer;\nDROP VIEW IF EXISTS v_events;\n"
+        "ALTER TABLE events RENAME TO events_before_4;\n"
     )
+    # executescript commits first: the script opens the upgrade's transaction itself.
+    db.conn.executescript("BEGIN;\n" + (rename if before_4 else "") + SCHEMA_SQL)
+    if before_4:
+        _upgrade_to_4(db)
+    _add_column(db, "customers", "pending_from", "TEXT")
+    _subscription_commitments(db)
+    views.create_views(db)
+    set_meta(db, "schema_version", SCHEMA_VERSION)
+    db.conn.commit()
+
+
+def _add_column(db: sqlite_utils.Database, table: str, column: str, definition: str) -> bool:
+    """Adds a column a later schema has; returns whether it was missing."""
+    if column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+        return False
+    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    return True
+
+
+def _upgrade_to_4(db: sqlite_utils.Database) -> None:
+    """Schema 4: the lean events table, the run of a conversation's classification, the
+    id key of a verdict's event."""
     _lean_events(db)
-    columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
-    if "run_id" not in columns:
-        db.execute("ALTER TABLE conversations ADD COLUMN run_id INTEGER NOT NULL DEFAULT 0")
-    columns = {row[1] for row in db.execute("PRAGMA table_info(verdicts)")}
-    if "event_key" not in columns:
-        db.execute("ALTER TABLE verdicts ADD COLUMN event_key INTEGER NOT NULL DEFAULT 0")
+    _add_column(db, "conversations", "run_id", "INTEGER NOT NULL DEFAULT 0")
+    if _add_column(db, "verdicts", "event_key", "INTEGER NOT NULL DEFAULT 0"):
         db.conn.executemany(
             "UPDATE verdicts SET event_key = ? WHERE event_id = ?",
             [(id_key(row[0]), row[0]) for row in db.execute("SELECT event_id FROM verdicts")],
         )
-    views.create_views(db)
-    set_meta(db, "schema_version", SCHEMA_VERSION)
-    db.conn.commit()
+
+
+def _subscription_commitments(db: sqlite_utils.Database) -> None:
+    """Stores before schema 5 kept an omitted ``commitment`` as 0: each subscription's raw
+    line says whether it had one (subscriptions are few; their lines are in input_blocks)."""
+    read = queries_module._BlockReader(db)
+    at = EVENT_TYPED_FIELDS.index("commitment")
+    changed = []
+    for rowid, block, line, fields in db.execute(
+        "SELECT rowid, block, line, fields FROM events WHERE type = 'subscription'"
+    ).fetchall():
+        document = orjson.loads(read(block, line)[1])
+        typed = list(orjson.loads(fields))
+        if "commitment" not in document and len(typed) > at and typed[at] is not None:
+            typed[at] = None
+            changed.append((queries_module.stored_fields(tuple(typed)), rowid))
+    db.conn.executemany("UPDATE events SET fields = ? WHERE rowid = ?", changed)
 
 
 def _lean_events(db: sqlite_utils.Database) -> None:

@@ -172,7 +172,7 @@ _NOTHING_AFTER_COMMITMENT = (None,) * (len(EVENT_TYPED_FIELDS) - _COMMITMENT_END
 _day_texts: dict[datetime.date, str] = {}
 
 
-def _stored_fields(typed: tuple) -> str:
+def stored_fields(typed: tuple) -> str:
     """The typed fields as stored: a JSON array without its trailing nulls."""
     if typed[_COMMITMENT_END:] == _NOTHING_AFTER_COMMITMENT:
         end = _COMMITMENT_END
@@ -196,7 +196,7 @@ def event_row(event: Event, content: int, block: int, number: int, run_id: int) 
     event_id = event.id
     return (
         event_id, id_key(event_id), event.type, event.customer, event.at, day,
-        _stored_fields(event[_TYPED_START:]), content, block, number, run_id,
+        stored_fields(event[_TYPED_START:]), content, block, number, run_id,
     )  # fmt: skip
 
 
@@ -549,9 +549,19 @@ _LOT_INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _CUSTOMER_UPSERT = (
-    "INSERT INTO customers (customer, segment, next_due) VALUES (?, ?, ?) "
-    "ON CONFLICT (customer) DO UPDATE SET next_due = excluded.next_due"
+    "INSERT INTO customers (customer, segment, next_due, pending_from) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (customer) DO UPDATE SET next_due = excluded.next_due, "
+    "pending_from = excluded.pending_from"
 )
+
+
+class Due(NamedTuple):
+    """When a customer's books change next without new events, and since when a
+    derivation holds back differences (corrections of a closed month waiting for a run
+    that posts the first open month: SPEC v3, pending work, not a difference)."""
+
+    next_due: datetime.date | None
+    pending_from: datetime.date | None = None
 
 
 def derived_state_writes(
@@ -559,7 +569,7 @@ def derived_state_writes(
     customer: str,
     rating: Rating,
     wallet: WalletResult,
-    next_due: datetime.date | None,
+    due: Due,
     run_id: int,
     since: datetime.date | None = None,
 ) -> list[Write]:
@@ -579,7 +589,7 @@ def derived_state_writes(
         writes = _deletes_since(customer, since, {event_id for event_id, _ in verdict_runs})
     iso, verdict_of = _iso, {**rating.verdicts, **wallet.verdicts}
     periods = [
-        (customer, p.start.isoformat(), iso(p.end), p.plan, p.interval, p.included)
+        (customer, p.label, iso(p.end), p.plan, p.interval, p.included)
         for p in rating.periods
     ]
     verdict_rows = [
@@ -587,7 +597,7 @@ def derived_state_writes(
         for event_id, reason in verdict_of.items()
     ]
     conversations = [
-        (customer, c.conversation, c.period_start.isoformat(), iso(c.period_end),
+        (customer, c.conversation, c.period, iso(c.period_end),
          c.day.isoformat(), c.first_at, c.first_event, c.kind, c.status, c.price,
          c.rules_version, c.events, classified_in[c.conversation])
         for c in rating.conversations
@@ -604,7 +614,8 @@ def derived_state_writes(
         (_VERDICT_INSERT, verdict_rows),
         (_CONVERSATION_INSERT, conversations),
         (_LOT_INSERT, lots),
-        (_CUSTOMER_UPSERT, [(customer, accounts.customer_segment(customer), iso(next_due))]),
+        (_CUSTOMER_UPSERT, [(customer, accounts.customer_segment(customer),
+                             iso(due.next_due), iso(due.pending_from))]),  # fmt: skip
     ]
 
 
@@ -634,7 +645,7 @@ def _classification_changes(
     runs: dict[str, int] = {}
     changes: list[tuple[str, int, tuple, tuple]] = []  # conversation, old run, old, new
     for c in rating.conversations:
-        new = (c.day.isoformat(), c.period_start.isoformat(), c.kind, c.status, c.price,
+        new = (c.day.isoformat(), c.period, c.kind, c.status, c.price,
                c.rules_version)  # fmt: skip
         old_run, old_classification = old.pop(c.conversation, (None, None))
         if old_classification == new:
@@ -685,15 +696,13 @@ def conversations(db: sqlite_utils.Database, customer: str) -> list[Conversation
     Returns:
         Its conversations, by first event time, then conversation id.
     """
+    columns = ", ".join("period_start" if f == "period" else f for f in Conversation._fields)
     rows = db.execute(
-        f"SELECT {', '.join(Conversation._fields)} FROM conversations WHERE customer = ? "
-        "ORDER BY first_at, conversation",
+        f"SELECT {columns} FROM conversations WHERE customer = ? ORDER BY first_at, conversation",
         [customer],
     )
     return [
-        c._replace(
-            period_start=_date(c.period_start), period_end=_date(c.period_end), day=_date(c.day)
-        )
+        c._replace(period_end=_date(c.period_end), day=_date(c.day))
         for c in map(Conversation._make, rows)
     ]
 
@@ -766,6 +775,14 @@ def conversation_events_writes(customer: str, deltas: dict[str, int]) -> list[Wr
         "UPDATE conversations SET events = events + ? WHERE customer = ? AND conversation = ?",
         [(delta, customer, conversation) for conversation, delta in deltas.items() if delta],
     )]  # fmt: skip
+
+
+def pending_customers(db: sqlite_utils.Database) -> dict[str, str]:
+    """Customers whose last derivation held back corrections, with the first day they can
+    be posted on (see :class:`Due`)."""
+    return dict(
+        db.execute("SELECT customer, pending_from FROM customers WHERE pending_from IS NOT NULL")
+    )
 
 
 def customers(db: sqlite_utils.Database) -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
--- The store's tables (schema version 4).  Amounts are integer cents; days are ISO dates
+-- The store's tables (schema version 5).  Amounts are integer cents; days are ISO dates
 -- in the books' timezone; `at` is a sortable UTC key.  The views are in views.py.
 -- Run as one script inside the transaction that creates the store (db.create_store).
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,8 +57,10 @@ CREATE TABLE IF NOT EXISTS lots (
     last_valid TEXT NOT NULL, amount INTEGER NOT NULL, remainder INTEGER NOT NULL,
     PRIMARY KEY (customer, lot_id)
 );
+-- next_due: the day its books change without new events; pending_from (schema 5): the
+-- first open day, while a derivation holds back corrections of a closed month for it.
 CREATE TABLE IF NOT EXISTS customers (
-    customer TEXT PRIMARY KEY, segment TEXT NOT NULL UNIQUE, next_due TEXT
+    customer TEXT PRIMARY KEY, segment TEXT NOT NULL UNIQUE, next_due TEXT, pending_from TEXT
 );
 CREATE TABLE IF NOT EXISTS transactions (
     txn_id TEXT PRIMARY KEY, ledger TEXT NOT NULL, customer TEXT, orig_day TEXT NOT NULL,

@@ -196,6 +196,8 @@ def test_usage_entry(expected):
       txn: "C-a-2D1.2026-11-01.usage.2026-11-01.1"
       customer: "a-1"
       period: "2026-11-01/2026-12-01"
+      plan: "boost"
+      interval: "monthly"
       conversations: 3
       included: 1
       charged: 2
@@ -209,7 +211,7 @@ def test_usage_entry(expected):
       Liabilities:Customers:C-a-2D1:Wallet  0.60 EUR
     """
     (entry,) = parsed(subledger(EntryKind.USAGE), expected)
-    assert balanced(entry)
+    assert balanced(entry) and (entry.meta["plan"], entry.meta["interval"]) == ("boost", "monthly")
 
 
 @journal_doc
@@ -248,6 +250,7 @@ def test_trial_usage_entry_has_an_open_period_and_the_rare_counts_in_order(expec
       txn: "C-t-2D1.2026-11-02.usage.2026-11-01.1"
       customer: "t-1"
       period: "2026-11-01/"
+      plan: "trial"
       conversations: 2
       included: 0
       charged: 0
@@ -294,6 +297,8 @@ def test_correction_moved_from_a_closed_month(expected):
       original-day: 2026-10-20
       customer: "a-1"
       period: "2026-10-01/2026-11-01"
+      plan: "boost"
+      interval: "monthly"
       conversations: 1
       included: 0
       charged: 1

@@ -11,7 +11,6 @@ import datetime
 import json
 from zoneinfo import ZoneInfo
 
-import pytest
 from builders import money_event, sub, use
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,7 +94,7 @@ def test_essentials_monthly_includes_twenty_then_charges_thirty_cents():
     assert [status[f"c{i:02d}"][1] for i in range(21)] == ["included"] * 20 + ["charged"]
     assert {price for _, _, price in status.values()} == {30}
     assert rating.periods == (
-        Period(day("2026-11-01"), day("2026-12-01"), "essentials", "monthly", 20),
+        Period(day("2026-11-01"), day("2026-12-01"), "essentials", "monthly", 20, "2026-11-01"),
     )
 
 
@@ -195,16 +194,11 @@ def test_plan_change_starts_a_new_period_with_a_fresh_allowance():
     assert rating.conversations[-1].period_start == day("2026-11-10")
     assert rating.conversations[-1].period_end == day("2026-12-10")
     assert rating.periods == (
-        Period(day("2026-11-01"), day("2026-12-01"), "essentials", "monthly", 20),
-        Period(day("2026-11-10"), day("2026-12-10"), "boost", "monthly", 50),
+        Period(day("2026-11-01"), day("2026-12-01"), "essentials", "monthly", 20, "2026-11-01"),
+        Period(day("2026-11-10"), day("2026-12-10"), "boost", "monthly", 50, "2026-11-10"),
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a plan change on the anchor's own day reuses the old period "
-    "(rating keys periods by (anchor, start), both equal to that day)",
-)
 def test_plan_change_on_the_anchor_day_also_starts_a_fresh_period():
     docs = [sub("e", "2026-11-01T08:00:00Z", "essentials")]
     docs += [use("e", f"2026-11-01T08:30:{i:02d}Z", f"a{i:02d}") for i in range(20)]
@@ -290,15 +284,21 @@ def test_events_before_any_subscription_are_unknown_customer():
 def test_after_cancellation_usage_is_rejected_but_money_still_moves():
     rating = rate(
         sub("e", "2026-11-01T08:00:00Z", "boost"),
+        use("e", "2026-11-04T23:59:59Z", "before"),
         cancel("e", "2026-11-05T00:00:00Z"),
-        use("e", "2026-11-05T00:00:00Z", "same-instant"),
+        # SPEC v3 §2: at one instant the cancellation comes first, so this is after it.
+        use("e", "2026-11-05T00:00:00Z", "same-instant", id="same"),
         use("e", "2026-11-06T10:00:00Z", "late", id="after"),
         money_event("channel_usage", "e", "2026-11-06T00:00:00Z", "0.07", channel="sms", id="ch"),
         money_event("top_up", "e", "2026-11-07T00:00:00Z", "3.00", id="t"),
         money_event("payment", "e", "2026-11-08T00:00:00Z", "3.00", id="p"),
     )
-    assert rating.verdicts == {"after": "no_active_subscription", "ch": "no_active_subscription"}
-    assert list(statuses(rating)) == ["same-instant"]
+    assert rating.verdicts == {
+        "same": "no_active_subscription",
+        "after": "no_active_subscription",
+        "ch": "no_active_subscription",
+    }
+    assert list(statuses(rating)) == ["before"]
     assert [e.id for e in rating.wallet_events] == ["t", "p"]
     assert [t.active for t in rating.terms] == [True, False]
 
@@ -341,7 +341,7 @@ def test_price_follows_the_interval_in_force_on_the_first_event():
         "a": ("autopilot", "charged", 25),
     }
     assert rating.periods[-1] == Period(
-        day("2026-11-05"), day("2027-11-05"), "boost", "annual", 600
+        day("2026-11-05"), day("2027-11-05"), "boost", "annual", 600, "2026-11-05"
     )
 
 

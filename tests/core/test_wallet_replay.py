@@ -13,7 +13,7 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_engine.core.model import Conversation, EntryKind, Event, Lot, Rating, Terms
+from ledger_engine.core.model import Conversation, EntryKind, Event, Lot, Period, Rating, Terms
 from ledger_engine.core.wallet import LotBook, replay_wallet
 from ledger_engine.rules import load_rules
 
@@ -33,13 +33,14 @@ def terms(on="2026-11-01", commitment=0, auto=False, amount=2500, threshold=0) -
         at=f"{on}T00:00:00.000000Z", day=day(on), plan="boost", interval="monthly",
         anchor=day(on), commitment=commitment, auto_enabled=auto, auto_amount=amount,
         auto_threshold=threshold, included=None, unit_price=None, active=True,
+        anchor_at=f"{on}T00:00:00.000000Z", ordinal=1, commitment_anchor=day(on),
     )  # fmt: skip
 
 
 def charged(name: str, on: str, price=30, period="2026-11-01") -> Conversation:
     """A charged autopilot conversation first seen at noon of ``on``."""
     return Conversation(
-        conversation=name, period_start=day(period), period_end=None, day=day(on),
+        conversation=name, period=period, period_end=None, day=day(on),
         first_at=f"{on}T12:00:00.000000Z", first_event=f"u-{name}", kind="autopilot",
         status="charged", price=price, rules_version="2026.1", events=1,
     )  # fmt: skip
@@ -51,7 +52,14 @@ def money(kind: str, id: str, on: str, cents: int, hour=9, channel=None) -> Even
 
 
 def rating(terms_=(), conversations=(), wallet_events=()) -> Rating:
-    return Rating({}, tuple(terms_), tuple(conversations), (), tuple(wallet_events))
+    """A rating of boost-monthly terms: each conversation's period has no allowance."""
+    periods = {
+        c.period: Period(c.period_start, None, "boost", "monthly", 0, c.period)
+        for c in conversations
+    }
+    return Rating(
+        {}, tuple(terms_), tuple(conversations), tuple(periods.values()), tuple(wallet_events)
+    )
 
 
 def replay(rating_: Rating, through: str):

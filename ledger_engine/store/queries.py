@@ -589,8 +589,7 @@ def derived_state_writes(
         writes = _deletes_since(customer, since, {event_id for event_id, _ in verdict_runs})
     iso, verdict_of = _iso, {**rating.verdicts, **wallet.verdicts}
     periods = [
-        (customer, p.label, iso(p.end), p.plan, p.interval, p.included)
-        for p in rating.periods
+        (customer, p.label, iso(p.end), p.plan, p.interval, p.included) for p in rating.periods
     ]
     verdict_rows = [
         (event_id, customer, reason, verdict_runs.get((event_id, reason), run_id), id_key(event_id))
@@ -614,8 +613,17 @@ def derived_state_writes(
         (_VERDICT_INSERT, verdict_rows),
         (_CONVERSATION_INSERT, conversations),
         (_LOT_INSERT, lots),
-        (_CUSTOMER_UPSERT, [(customer, accounts.customer_segment(customer),
-                             iso(due.next_due), iso(due.pending_from))]),  # fmt: skip
+        (
+            _CUSTOMER_UPSERT,
+            [
+                (
+                    customer,
+                    accounts.customer_segment(customer),
+                    iso(due.next_due),
+                    iso(due.pending_from),
+                )
+            ],
+        ),  # fmt: skip
     ]
 
 

@@ -16,10 +16,10 @@ from typing import NamedTuple
 import sqlite_utils
 
 from ledger_engine import commit
-from ledger_engine.books import layout, text
+from ledger_engine.books import confined, layout, text
 from ledger_engine.books.files import write_point
 from ledger_engine.core import accounts, dates
-from ledger_engine.core.errors import NotClosable
+from ledger_engine.core.errors import BooksTampered, NotClosable
 from ledger_engine.core.seal import GENESIS_SEAL, month_seal, seal_chain
 from ledger_engine.store import queries
 
@@ -81,11 +81,23 @@ def _assert_balances(run: commit.Run, writer: commit.JournalWriter, next_day) ->
     return count
 
 
+def _check_month_files(run: commit.Run, files: dict[str, str]) -> None:
+    """A seal vouches for the files as they are: each must be what its run committed
+    (SPEC v3 §6; an in-place edit of an open month is tampering, never sealed)."""
+    for relative, recorded in sorted(files.items()):
+        if confined.sha256(run.books_dir, relative) != recorded:
+            raise BooksTampered(
+                f"journal file {relative} changed since it was committed; restore it before "
+                "closing (ledger-engine reconcile lists it)"
+            )
+
+
 def _close(run: commit.Run, month: str, next_day: datetime.date) -> CloseResult:
     closed = queries.closed_month_records(run.db)
     chain = seal_chain((record.month, record.files) for record in closed)
     previous = chain[closed[-1].month] if closed else GENESIS_SEAL
     files = queries.seal_month(run.db, month)
+    _check_month_files(run, files)
     seal = month_seal(previous, files)
     writer = commit.JournalWriter(run)
     gl_totals = queries.balances(run.db, "gl", before=next_day)
@@ -104,7 +116,7 @@ def _close(run: commit.Run, month: str, next_day: datetime.date) -> CloseResult:
     count = len(accounts.GL_ACCOUNTS) + _assert_balances(run, writer, next_day)
     hashes = writer.write()
     queries.record_closed_month(run.db, month, commit.now_text(), run.run_id, files)
-    write_point("store commit")
+    write_point("run log")
     counts = {"files_sealed": len(files), "balance_assertions": count, "seal_sha256": seal}
     commit.record_run(run, f"close {month}", None, "[]", json.dumps(counts), hashes)
     return CloseResult(month, len(files), count, seal)

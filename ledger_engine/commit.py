@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -19,7 +20,7 @@ from typing import NamedTuple
 import sqlite_utils
 
 from ledger_engine.books import layout, text
-from ledger_engine.books.files import Appender, locked, recover, sha256_file
+from ledger_engine.books.files import Appender, locked, recover, sha256_file, write_point
 from ledger_engine.core import accounts, dates
 from ledger_engine.core.errors import BooksNotEmpty
 from ledger_engine.core.model import GlSummary, JournalFile
@@ -63,7 +64,8 @@ def create_books(books_dir: Path, currency: str, timezone: str, rules_text: str)
 
 
 class Run(NamedTuple):
-    """An open run: the books, the store with its transaction open, what recovery did."""
+    """An open run: the books, the store with its transaction open, what recovery did, and
+    the appenders whose text a failure takes back."""
 
     books_dir: Path
     db: sqlite_utils.Database
@@ -72,17 +74,24 @@ class Run(NamedTuple):
     currency: str
     timezone: str
     repaired: tuple[str, ...]
+    appenders: list[Appender]
 
 
 @contextlib.contextmanager
 def writing(books_dir: Path, wait_seconds: float = 0) -> Iterator[Run]:
     """Holds the books for one writing run; commits the store when the block ends.
 
+    On any failure before the commit point (the store's COMMIT, a full disk included) the
+    store is rolled back and the run's own appended bytes are truncated away: truncating
+    needs no free space, and those bytes are the run's, not someone else's.  What a crash
+    leaves, the next run's recovery moves to ``recovered/``.
+
     Raises:
         NoBooks: there are no books at ``books_dir``.
         BooksLocked: another run holds them past ``wait_seconds``.
         BooksDamaged: a journal file is missing or shorter than recorded.
-        BooksTampered: a sealed file differs from its seal.
+        BooksTampered: a sealed file differs from its seal, a committed byte changed, the
+            store is not the engine's own, or a link is in the books.
     """
     store_db.require_store(books_dir)
     with locked(books_dir, wait_seconds), store_db.store_errors():
@@ -91,17 +100,30 @@ def writing(books_dir: Path, wait_seconds: float = 0) -> Iterator[Run]:
             run_id = queries.next_run_id(db)
             repaired = tuple(recover(books_dir, queries.recorded_files(db), run_id))
             settings = queries.books_settings(db)
-            started = now_text()
+            run = Run(books_dir, db, run_id, now_text(), *settings, repaired, [])
             try:
                 with db.atomic():
-                    yield Run(books_dir, db, run_id, started, *settings, repaired)
+                    yield run
+                    write_point("store commit")
             except BaseException:
-                db.conn.rollback()
-                with contextlib.suppress(Exception):
-                    recover(books_dir, queries.recorded_files(db), run_id)
+                _roll_back(run)
                 raise
         finally:
             db.close()
+
+
+def _roll_back(run: Run) -> None:
+    """The store rolled back, then each file the run appended to taken back to the length
+    the store records now (only bytes the store did not commit are taken back)."""
+    write_point("rollback")
+    with contextlib.suppress(sqlite3.Error):
+        run.db.conn.rollback()
+    try:
+        recorded_now = queries.recorded_files(run.db)
+    except sqlite3.Error:
+        return  # the store cannot say what it holds: the next run's recovery decides
+    for appender in run.appenders:
+        appender.undo(recorded_now)
 
 
 @contextlib.contextmanager
@@ -117,9 +139,10 @@ def store_for_reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
 
 @contextlib.contextmanager
 def reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
-    """The store while holding the books' lock (so no run is half-way through)."""
+    """The store while holding the books' lock, shared (so no run is half-way through,
+    and readers never wait for each other)."""
     store_db.require_store(books_dir)
-    with locked(books_dir), store_for_reading(books_dir) as db:
+    with locked(books_dir, shared=True), store_for_reading(books_dir) as db:
         yield db
 
 
@@ -129,6 +152,7 @@ class JournalWriter:
     def __init__(self, run: Run):
         self.run = run
         self.appender = Appender(run.books_dir, queries.recorded_files(run.db))
+        run.appenders.append(self.appender)
 
     def append_to_month(self, root: str, month_path: str, entry_text: str) -> None:
         """Appends ``entry_text`` to a month file, including it from ``root`` when new."""

@@ -187,7 +187,7 @@ def _post_run(
     hashes = writer.write()
     result = _result(run, ingested, through, written)
     queries.set_posted_through(db, max(through, posted_before) if posted_before else through)
-    write_point("store commit")
+    write_point("run log")
     commit.record_run(
         run,
         "post",

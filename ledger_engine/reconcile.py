@@ -15,7 +15,7 @@ import functools
 import hashlib
 import itertools
 import json
-import os
+import stat
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -25,12 +25,12 @@ from typing import NamedTuple
 import sqlite_utils
 
 from ledger_engine import commit
-from ledger_engine.books import layout
-from ledger_engine.books.files import journal_files_on_disk, sha256_file
+from ledger_engine.books import confined, journals, layout
+from ledger_engine.books.files import BooksWalk, walk_books
 from ledger_engine.core import accounts, dates
+from ledger_engine.core.errors import BooksTampered
 from ledger_engine.core.money import exact_cents, format_cents
 from ledger_engine.core.seal import GENESIS_SEAL, month_seal
-from ledger_engine.store import db as store_db
 from ledger_engine.store import queries
 
 
@@ -87,8 +87,10 @@ class Context(NamedTuple):
 
     books_dir: Path
     db: sqlite_utils.Database
-    load: Callable[[Path], tuple[list, list[Difference]]]
+    load: Callable[[journals.RootSpec], tuple[list, list[Difference]]]
     run_log: RunLogEvidence
+    walk: BooksWalk  # one walk of the books: journal files, links, odd files
+    gl: journals.RootSpec
     kept_seal: str | None = None
     pending: list[Pending] = []  # what the checks found held back (filled as they run)
 
@@ -118,46 +120,66 @@ def _readable_record(relative, recorded) -> bool:
 
 
 def _file_difference(books_dir: Path, relative: str, recorded) -> Difference | None:
-    path = books_dir / relative
     what = "sealed file" if recorded.sealed else "journal file"
-    if not path.exists():
-        return Difference("files", f"{what} is missing", relative)
-    if not path.is_file():  # a directory, a device: hashing it would raise or never end
-        return Difference("files", f"{what} is not a regular file", relative)
-    size = path.stat().st_size
-    if size > recorded.length and sha256_file(path, recorded.length) == recorded.sha256:
-        message = (
-            "sealed file: bytes past the seal (post and close refuse until they are removed)"
-            if recorded.sealed
-            else "uncommitted tail left by an interrupted run (the next post moves it to "
-            "recovered/)"
-        )
-        return Difference(
-            "files",
-            message,
-            relative,
-            expected=str(recorded.length),
-            found=str(size),
-        )
-    found = sha256_file(path)
-    if found != recorded.sha256:
+    try:
+        found = confined.lstat(books_dir, relative)
+        if found is None:
+            return Difference("files", f"{what} is missing", relative)
+        if not stat.S_ISREG(found.st_mode):  # a link, a directory, a device: never opened
+            return Difference("files", f"{what} is not a regular file", relative)
+        size = found.st_size
+        if size > recorded.length and confined.sha256(books_dir, relative, recorded.length) == (
+            recorded.sha256
+        ):
+            message = (
+                "sealed file: bytes past the seal (post and close refuse until they are removed)"
+                if recorded.sealed
+                else "uncommitted tail left by an interrupted run (the next post moves it to "
+                "recovered/)"
+            )
+            return Difference("files", message, relative, expected=str(recorded.length),
+                              found=str(size))  # fmt: skip
+        digest = confined.sha256(books_dir, relative)
+    except BooksTampered as error:  # a folder on the way is a link
+        return Difference("confinement", str(error), relative)
+    if digest != recorded.sha256:
         message = f"{what} changed since it was written"
-        return Difference("files", message, relative, expected=recorded.sha256, found=found)
+        return Difference("files", message, relative, expected=recorded.sha256, found=digest)
+    return None
+
+
+def _record_difference(relative, recorded) -> Difference | None:
+    """A journal_files row that is not what runs write: a path the engine never writes (it
+    is never opened), a length that is no length."""
+    if not layout.is_journal_path(relative):
+        message = "the store records a journal file the engine never writes (not opened)"
+        return Difference("confinement", message, str(relative), found=repr(recorded))
+    if not isinstance(recorded.length, int) or recorded.length < 0:
+        message = "the store's record of the journal file is not readable"
+        return Difference("files", message, str(relative), found=repr(recorded))
     return None
 
 
 def check_file_hashes(ctx: Context) -> list[Difference]:
-    """Every journal file is byte-for-byte what the store recorded (sealed ones included)."""
+    """Every journal file is byte-for-byte what the store recorded (sealed ones included);
+    no link and no odd file is in the books (SPEC v3 §6)."""
     books_dir = ctx.books_dir
     recorded = queries.recorded_files(ctx.db)
     differences = []
     for relative, file in sorted(recorded.items(), key=lambda item: str(item[0])):
-        if not _readable_record(relative, file):
-            message = "the store's record of the journal file is not readable"
-            differences.append(Difference("files", message, str(relative), found=repr(file)))
-        elif (difference := _file_difference(books_dir, relative, file)) is not None:
+        difference = _record_difference(relative, file) or _file_difference(
+            books_dir, relative, file
+        )
+        if difference is not None:
             differences.append(difference)
-    for relative in journal_files_on_disk(books_dir):
+    walk = ctx.walk
+    for relative in walk.links:
+        message = "symbolic link in the books (never followed; the writers refuse)"
+        differences.append(Difference("confinement", message, relative))
+    for relative in walk.odd:
+        message = "journal name that is no regular file (never opened; the writers refuse)"
+        differences.append(Difference("confinement", message, relative))
+    for relative in sorted(walk.sizes):
         if relative not in recorded:
             differences.append(
                 Difference(
@@ -207,34 +229,16 @@ def check_run_chain(ctx: Context) -> list[Difference]:
     return differences
 
 
-def _load(path: Path, books_dir: Path) -> tuple[list, list[Difference]]:
-    # Imported here, not at the top: every command's start-up would pay for beancount
-    # (60 ms, a tenth of a no-op night), and only reconcile loads journals.
-    from beancount import loader
-
-    # beancount writes a .picklecache beside a journal that loads slowly; not in the books.
-    os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
-    try:
-        entries, errors, _ = loader.load_file(str(path))
-    except OSError as error:  # beancount raises on an include it cannot open (a directory)
-        file = _relative(error.filename or str(path), books_dir)
-        return [], [Difference("load", f"cannot read the file: {error.strerror}", file)]
-    return entries, [
-        Difference(
-            "load",
-            str(error.message).splitlines()[0],
-            _relative((error.source or {}).get("filename") or str(path), books_dir),
-        )
-        for error in errors
+def _load(spec: journals.RootSpec, books_dir: Path) -> tuple[list, list[Difference]]:
+    """A root's journal, loaded only once its directives are the engine's
+    (:mod:`ledger_engine.books.journals`); its errors and refusals as differences."""
+    loaded = journals.load(books_dir, spec)
+    differences = [Difference("load", message, file) for file, message in loaded.errors]
+    differences += [
+        Difference("directives", f"{why}; loaded without running anything (parsed only)", file)
+        for file, why in loaded.refused
     ]
-
-
-def _relative(filename: str, books_dir: Path) -> str:
-    """A file named by beancount, relative to the books (as every other check names it)."""
-    try:
-        return Path(filename).resolve().relative_to(Path(books_dir).resolve()).as_posix()
-    except ValueError:
-        return filename  # not under the books (an include pointing elsewhere)
+    return loaded.entries, differences
 
 
 Sums = dict[tuple[str, str], int]  # (day, account) -> cents
@@ -289,13 +293,21 @@ def subledger_roots(books_dir: Path, db: sqlite_utils.Database) -> list[tuple[st
     return [
         (customer, segment)
         for customer, segment in queries.customers(db)
-        if (books_dir / layout.customer_root_path(segment)).exists()
+        if _exists(books_dir, layout.customer_root_path(segment))
     ]
+
+
+def _exists(books_dir: Path, relative: str) -> bool:
+    try:
+        return confined.lstat(books_dir, relative) is not None
+    except BooksTampered:
+        return True  # a folder on the way is a link: loading it is refused and reported
 
 
 def _check_subledger(ctx: Context, customer: str, segment: str, summed: Sums):
     db = ctx.db
-    entries, differences = ctx.load(ctx.books_dir / layout.customer_root_path(segment))
+    currency = queries.books_settings(db).currency
+    entries, differences = ctx.load(journals.customer_root(customer, segment, currency))
     differences = list(differences)
     sub, amount_differences = _sums(entries, layout.customer_root_path(segment))
     differences += amount_differences
@@ -314,7 +326,7 @@ def _check_subledger(ctx: Context, customer: str, segment: str, summed: Sums):
 def check_journals(ctx: Context) -> list[Difference]:
     """Every journal loads cleanly; GL = sum of subledgers = store, per account and day."""
     db = ctx.db
-    gl_entries, differences = ctx.load(ctx.books_dir / layout.LEDGER_NAME)
+    gl_entries, differences = ctx.load(ctx.gl)
     differences = list(differences)
     gl, amount_differences = _sums(gl_entries, layout.LEDGER_NAME)
     differences += amount_differences
@@ -371,7 +383,7 @@ def check_rating(ctx: Context) -> list[Difference]:
 
 def _closed_entries(ctx: Context) -> dict[str, str]:
     """Month -> the seal in its ``custom "closed"`` entry of the GL."""
-    entries, _ = ctx.load(ctx.books_dir / layout.LEDGER_NAME)
+    entries, _ = ctx.load(ctx.gl)
     return {
         str(entry.values[0].value): str(entry.meta.get("seal-sha256"))
         for entry in entries
@@ -461,13 +473,11 @@ def check_seals(ctx: Context) -> list[Difference]:
     records, differences = _closed_month_records(ctx)
     last_hash, run_seals = ctx.run_log.last_hash, ctx.run_log.seals
     gl_seals = _closed_entries(ctx)
-    disk = journal_files_on_disk(ctx.books_dir)
+    disk = sorted(ctx.walk.sizes)
     previous, recomputed = GENESIS_SEAL, []
     for record in records:
         on_disk = {
-            path: sha256_file(ctx.books_dir / path)
-            if (ctx.books_dir / path).is_file()
-            else "not a regular file"
+            path: confined.sha256(ctx.books_dir, path)
             for path in disk
             if layout.month_of_path(path) == record.month
         }
@@ -548,10 +558,11 @@ def reconcile(books_dir: Path, kept_seal: str | None = None) -> Report:
             it must be one of the seals recomputed from the files.
     """
     with commit.reading(books_dir) as db:
-        store_db.ensure_views(db)
         # The GL is loaded by two checks; keep one journal in memory, never all subledgers.
         load = functools.lru_cache(maxsize=1)(functools.partial(_load, books_dir=books_dir))
-        ctx = Context(books_dir, db, load, _run_log_evidence(db), kept_seal, [])
+        gl = journals.gl_root(queries.books_settings(db).currency)
+        ctx = Context(books_dir, db, load, _run_log_evidence(db), walk_books(books_dir), gl,
+                      kept_seal, [])  # fmt: skip
         differences = [difference for check in CHECKS for difference in check(ctx)]
         counts = queries.counts(db)
         checked = {

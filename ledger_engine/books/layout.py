@@ -38,7 +38,14 @@ LOCK_NAME = ".lock"
 CUSTOMER_ROOT_NAME = "customer.beancount"
 JOURNAL_TOPS = ("gl", "customers")  # the folders that hold month files and subledgers
 RECOVERED_DIR = "recovered"  # bytes and files found in the books that no run committed
-_MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.beancount$")
+_MONTH_FILE = re.compile(r"[0-9]{4}-[0-9]{2}\.beancount")
+# Every journal path the engine writes (relative to the books); a path read from the store
+# that is none of these is refused (SPEC v3 §6: the store is input too).
+_JOURNAL_PATH = re.compile(
+    r"ledger\.beancount|accounts\.beancount"
+    r"|gl/(?P<year>[0-9]{4})/(?P=year)-[0-9]{2}\.beancount"
+    r"|customers/C-[A-Za-z0-9-]{1,250}/(customer|[0-9]{4}-[0-9]{2})\.beancount"
+)
 
 REVENUE_BY_MONTH = (
     "SELECT year, month, root(account, 4) AS account, neg(sum(position)) AS gross "
@@ -140,7 +147,12 @@ def recovered_path(run_id: int, relative: str, what: str) -> str:
 def month_of_path(relative: str) -> str | None:
     """The ``YYYY-MM`` of a month file (None for a root or any other file)."""
     name = relative.rsplit("/", 1)[-1]
-    return name.removesuffix(".beancount") if _MONTH_FILE.match(name) else None
+    return name.removesuffix(".beancount") if _MONTH_FILE.fullmatch(name) else None
+
+
+def is_journal_path(relative: object) -> bool:
+    """Whether ``relative`` is a journal path the engine writes (see :data:`_JOURNAL_PATH`)."""
+    return isinstance(relative, str) and _JOURNAL_PATH.fullmatch(relative) is not None
 
 
 def include_path(root: str, month_path: str) -> str:

@@ -83,10 +83,17 @@ def queries_text(queries: dict[str, str]) -> str:
     return "".join(query_directive(name, sql) for name, sql in queries.items())
 
 
+GL_TITLE = "General ledger (ledger-engine)"
+
+
+def customer_title(customer: str) -> str:
+    return f"Subledger of customer {customer}"
+
+
 def ledger_root(currency: str) -> str:
     """The GL root as ``init`` writes it: options, the accounts file, Fava, the queries."""
     return (
-        root_header("General ledger (ledger-engine)", currency)
+        root_header(GL_TITLE, currency)
         + include_line(ACCOUNTS_NAME)
         + "\n"
         + fava_options(QUERIES)
@@ -101,7 +108,7 @@ def open_directive(account: str, currency: str, meta: Iterable[tuple[str, object
 
 def customer_root(customer: str, segment: str, currency: str) -> str:
     """The root of one customer's subledger: options, plugins, its open directives."""
-    parts = [root_header(f"Subledger of customer {customer}", currency)]
+    parts = [root_header(customer_title(customer), currency)]
     parts.append(
         open_directive(
             accounts.wallet_account(segment), currency, [("customer", customer), ("role", "wallet")]

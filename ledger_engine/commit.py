@@ -127,10 +127,13 @@ def _roll_back(run: Run) -> None:
 
 
 @contextlib.contextmanager
-def store_for_reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
-    """The store, for a report that needs no lock (it reads committed rows only)."""
+def store_for_reading(
+    books_dir: Path, check_schema: bool = True
+) -> Iterator[sqlite_utils.Database]:
+    """The store, read-only, for a report that needs no lock (it reads committed rows
+    only); it works on a read-only copy of the books."""
     with store_db.store_errors():
-        db = store_db.open_store(books_dir)
+        db = store_db.open_store(books_dir, read_only=True, check_schema=check_schema)
         try:
             yield db
         finally:
@@ -138,11 +141,11 @@ def store_for_reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
 
 
 @contextlib.contextmanager
-def reading(books_dir: Path) -> Iterator[sqlite_utils.Database]:
-    """The store while holding the books' lock, shared (so no run is half-way through,
-    and readers never wait for each other)."""
+def reading(books_dir: Path, check_schema: bool = True) -> Iterator[sqlite_utils.Database]:
+    """The store, read-only, while holding the books' lock, shared (so no run is half-way
+    through, and readers never wait for each other)."""
     store_db.require_store(books_dir)
-    with locked(books_dir, shared=True), store_for_reading(books_dir) as db:
+    with locked(books_dir, shared=True), store_for_reading(books_dir, check_schema) as db:
         yield db
 
 

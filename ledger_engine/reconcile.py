@@ -32,6 +32,7 @@ from ledger_engine.core.errors import BooksTampered
 from ledger_engine.core.money import exact_cents, format_cents
 from ledger_engine.core.seal import GENESIS_SEAL, month_seal
 from ledger_engine.store import queries
+from ledger_engine.store.schema_check import schema_differences
 
 
 class Difference(NamedTuple):
@@ -538,8 +539,22 @@ def check_inputs(ctx: Context) -> list[Difference]:
     return differences
 
 
+def check_store(ctx: Context) -> list[Difference]:
+    """The store is the engine's own: its pages are sound (``quick_check``) and its schema is
+    the engine's (every check below reads base tables with the engine's own SQL)."""
+    differences = [
+        Difference("store_schema", f"the store's {line}")
+        for line in schema_differences(ctx.db.conn)
+    ]
+    problems = [row[0] for row in ctx.db.execute("PRAGMA quick_check(20)")]
+    if problems != ["ok"]:
+        differences += [Difference("store_pages", f"the store is damaged: {p}") for p in problems]
+    return differences
+
+
 # The checks, in the order they run and report.
 CHECKS = (
+    check_store,
     check_file_hashes,
     check_run_chain,
     check_seals,
@@ -557,7 +572,7 @@ def reconcile(books_dir: Path, kept_seal: str | None = None) -> Report:
         kept_seal: a month's seal an auditor kept outside the books (``close`` prints it);
             it must be one of the seals recomputed from the files.
     """
-    with commit.reading(books_dir) as db:
+    with commit.reading(books_dir, check_schema=False) as db:
         # The GL is loaded by two checks; keep one journal in memory, never all subledgers.
         load = functools.lru_cache(maxsize=1)(functools.partial(_load, books_dir=books_dir))
         gl = journals.gl_root(queries.books_settings(db).currency)

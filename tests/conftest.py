@@ -10,7 +10,7 @@ import sqlite_utils
 from builders import Poster, init_books
 
 from ledger_engine.store import views
-from ledger_engine.store.db import SCHEMA_SQL
+from ledger_engine.store.schema import SCHEMA_SQL
 
 
 @pytest.fixture

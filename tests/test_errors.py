@@ -121,8 +121,10 @@ def test_a_store_with_a_dropped_table_is_one_error_line(poster, books):
             text=True,
             timeout=120,
         )
-        if command == "rejections":  # it never reads the lots: nothing is wrong for it
-            assert result.returncode == 0, result.stderr
+        if command == "rejections":  # SPEC v3 §6: a store that is not the engine's own
+            assert result.returncode == 1
+            assert result.stderr.startswith("Error: the store's schema is not the engine's own")
+            assert result.stderr.count("\n") == 1 and "table lots is missing" in result.stderr
             continue
         assert result.returncode == 1, result.stderr
         assert result.stderr.startswith("Error: the store is damaged: no such table: ")

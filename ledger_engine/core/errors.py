@@ -32,6 +32,10 @@ class StoreSchemaMismatch(LedgerError):
     """The store was made by a ledger-engine with another schema."""
 
 
+class StoreTampered(LedgerError):
+    """The store is not the engine's own (its schema was changed): the writers refuse."""
+
+
 class StoreError(LedgerError):
     """The store could not be read or written (damaged file, full disk)."""
 

@@ -7,6 +7,7 @@ the store is always as before a run or as after it.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import zlib
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 import orjson
 import sqlite_utils
 
-from ledger_engine.core.errors import NoBooks, StoreError, StoreSchemaMismatch
+from ledger_engine.core.errors import NoBooks, StoreError, StoreSchemaMismatch, StoreTampered
 from ledger_engine.core.model import EVENT_TYPED_FIELDS
 from ledger_engine.store import queries as queries_module
 from ledger_engine.store import views
@@ -28,6 +29,8 @@ from ledger_engine.store.queries import (
     insert_block,
     set_meta,
 )
+from ledger_engine.store.schema import SCHEMA_SQL
+from ledger_engine.store.schema_check import first_lines, schema_differences
 
 STORE_NAME = "state.sqlite"
 SCHEMA_VERSION = "5"
@@ -38,7 +41,6 @@ SCHEMA_VERSION = "5"
 # omitted commitment from a commitment of 0 (SPEC v3: a later subscription carries omitted
 # terms over; see _subscription_commitments) and adds customers.pending_from.
 UPGRADABLE = ("2", "3", "4")
-SCHEMA_SQL = Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
 # SQLite errors that come from the machine, not from the engine's SQL: a full disk, an I/O
 # error, a damaged or foreign file, no permission.  These are expected failures.
 ENVIRONMENT_ERRORS = frozenset(
@@ -96,36 +98,104 @@ def require_store(books_dir: Path) -> Path:
     return path
 
 
+def _defend(conn: sqlite3.Connection) -> None:
+    """SQLite's advice for a file someone else may have written: no function a schema
+    object names runs unless it is safe (``trusted_schema``)."""
+    conn.execute("PRAGMA trusted_schema=OFF")
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``); on a copy whose folder cannot be written (a
+    read-only mount, an archive), ``immutable=1``: nothing can change it there, and SQLite
+    then needs no shared-memory file beside it."""
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(
+            f"the store of a read-only copy has a write-ahead log ({wal.name}) a reader "
+            "cannot apply; copy the books to writable storage to read them"
+        )
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+
+
 def open_read_only(books_dir: Path) -> sqlite_utils.Database:
     """A read-only connection to the store: what runs have committed, nothing written by
     one in progress (WAL), for a second reader of the same run (the worker process)."""
-    path = require_store(books_dir).resolve()
-    return sqlite_utils.Database(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True))
+    path = require_store(books_dir)
+    conn = _connect_read_only(path)
+    _defend(conn)
+    return sqlite_utils.Database(conn)
 
 
-def open_store(books_dir: Path) -> sqlite_utils.Database:
+def open_store(
+    books_dir: Path, read_only: bool = False, check_schema: bool = True
+) -> sqlite_utils.Database:
     """Opens the store of the books at ``books_dir``.
+
+    Args:
+        books_dir: the books.
+        read_only: for a command that only reads: never writes the store (an older
+            schema is then refused, not upgraded) and works on a read-only copy.
+        check_schema: refuse a store whose schema is not the engine's (``reconcile``
+            reports the differences instead, :func:`schema_differences`).
 
     Raises:
         NoBooks: there is no store (``init`` was not run there).
         StoreSchemaMismatch: the store has another schema version.
+        StoreTampered: the store's schema is not the engine's own.
         StoreError: the file is not a readable store.
     """
     path = require_store(books_dir)
+    _refuse_links_beside(path)
     with store_errors():
-        db = sqlite_utils.Database(path)
+        if read_only:
+            db = sqlite_utils.Database(_connect_read_only(path))
+        else:
+            db = sqlite_utils.Database(path)
+        _defend(db.conn)
         version = get_meta(db, "schema_version")
-        if version in UPGRADABLE:
+        if version in UPGRADABLE and not read_only:
             _upgrade(db, version)
             version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             db.close()
             raise StoreSchemaMismatch(
                 f"{books_dir} was made with store schema {version}, this ledger-engine reads "
-                f"schema {SCHEMA_VERSION}; there is no migration between them"
+                f"schema {SCHEMA_VERSION}"
+                + (
+                    "; a post upgrades it (a read-only copy cannot be)"
+                    if version in UPGRADABLE
+                    else "; there is no migration between them"
+                )
             )
-        _pragmas(db)
+        if check_schema and (found := schema_differences(db.conn)):
+            db.close()
+            raise StoreTampered(
+                f"the store's schema is not the engine's own: {first_lines(found)}; "
+                "ledger-engine reconcile lists the differences"
+            )
+        if not read_only:
+            _pragmas(db)
     return db
+
+
+def _refuse_links_beside(path: Path) -> None:
+    """The store and SQLite's files beside it must be files of the books, not links: SQLite
+    follows a link, and would write its log into whatever a planted ``-wal`` link names."""
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if candidate.is_symlink():
+            raise StoreTampered(
+                f"{candidate.name} in the books is a symbolic link; the engine never opens "
+                "the store through one (remove it)"
+            )
 
 
 def _upgrade(db: sqlite_utils.Database, version: str) -> None:

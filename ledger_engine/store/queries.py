@@ -34,6 +34,7 @@ from ledger_engine.core.model import (
     Rejection,
     WalletResult,
 )
+from ledger_engine.store.views import VIEWS
 
 INSERT_BATCH_SIZE = 5000  # event lines checked and inserted per batch
 LOOKUP_CHUNK = 900  # ids per "IN (...)" query, under SQLite's parameter limit
@@ -1247,7 +1248,8 @@ def raw_event(db: sqlite_utils.Database, event_id: str) -> RawEvent | None:
 
 def raw_events_of_conversation(db, customer: str, conversation: str) -> list[RawEvent]:
     rows = db.execute(
-        f"SELECT {_RAW_COLUMNS} FROM v_events WHERE customer = ? AND conversation = ? "
+        f"SELECT {_RAW_COLUMNS} FROM ({own_view('v_events')}) WHERE customer = ? "
+        "AND conversation = ? "
         "ORDER BY at, id",
         [customer, conversation],
     ).fetchall()
@@ -1292,11 +1294,17 @@ def rejections(db: sqlite_utils.Database) -> list[dict]:
     return [dict(zip(REJECTION_COLUMNS, row, strict=True)) for row in schema + rating]
 
 
+def own_view(name: str) -> str:
+    """The SQL of one of the engine's views, to run as a query of its own: the engine never
+    reads a view of the store, which someone may have redefined (SPEC v3 §6)."""
+    return VIEWS[name].strip()
+
+
 def unrated_usage_events(db: sqlite_utils.Database) -> list[str]:
     """Accepted suggested-reply or autopilot events with no rated conversation."""
     return _first_column(
         db,
-        "SELECT e.id FROM v_events e LEFT JOIN verdicts v ON v.event_id = e.id "
+        f"SELECT e.id FROM ({own_view('v_events')}) e LEFT JOIN verdicts v ON v.event_id = e.id "
         "LEFT JOIN conversations c ON c.customer = e.customer "
         "AND c.conversation = e.conversation WHERE e.type = 'ai_usage' "
         "AND e.feature != 'playground' AND v.event_id IS NULL AND c.conversation IS NULL",
@@ -1304,12 +1312,12 @@ def unrated_usage_events(db: sqlite_utils.Database) -> list[str]:
 
 
 def usage_vs_postings(db: sqlite_utils.Database) -> list[tuple]:
-    return db.execute("SELECT * FROM v_usage_vs_postings").fetchall()
+    return db.execute(own_view("v_usage_vs_postings")).fetchall()
 
 
 def wallet_balances(db: sqlite_utils.Database) -> list[tuple[str, int, int, int]]:
     """``(customer, wallet, lots, receivable)`` in cents for every customer."""
-    return db.execute("SELECT * FROM v_wallet_balances").fetchall()
+    return db.execute(own_view("v_wallet_balances")).fetchall()
 
 
 def counts(db: sqlite_utils.Database) -> dict[str, int]:

@@ -14,9 +14,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger_engine.core.errors import InvalidSetting
 
+# Patterns match the whole text (re.fullmatch: ``$`` would also match before a trailing
+# newline) with the ASCII digits only (``\d`` takes any Unicode digit).
 RFC3339_PATTERN = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MONTH_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}")
 UTC = datetime.UTC
 
 
@@ -30,7 +35,7 @@ def load_zone(name: str) -> ZoneInfo:
 
 def parse_timestamp(text: str) -> datetime.datetime | None:
     """An aware datetime from an RFC 3339 timestamp with offset, or None if it is not one."""
-    match = RFC3339_PATTERN.match(text)
+    match = RFC3339_PATTERN.fullmatch(text)
     if not match:
         return None
     normalised = text.upper()
@@ -68,7 +73,7 @@ def month_of(day: datetime.date) -> str:
 
 def parse_month(text: str) -> datetime.date:
     """The first day of a ``YYYY-MM`` month; ValueError otherwise."""
-    if not re.fullmatch(r"\d{4}-\d{2}", text):
+    if not MONTH_PATTERN.fullmatch(text):
         raise ValueError(f"not a YYYY-MM month: {text!r}")
     return datetime.date(int(text[:4]), int(text[5:]), 1)
 

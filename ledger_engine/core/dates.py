@@ -24,6 +24,13 @@ DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MONTH_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}")
 UTC = datetime.UTC
 
+# The books' calendar: the booking days an event may have and the days a run may post
+# through.  Every account is opened on the first day; the last one leaves the day, the month
+# and the billing year after it inside Python's calendar (which ends with the year 9999), so
+# the day arithmetic of a run (checkpoints, period ends, balance assertions) stays in range.
+BOOKING_DAY_MIN = datetime.date(1970, 1, 1)
+BOOKING_DAY_MAX = datetime.date(9998, 12, 31)
+
 
 def load_zone(name: str) -> ZoneInfo:
     """The timezone called ``name``; :class:`InvalidSetting` if there is none."""
@@ -65,6 +72,21 @@ def utc_key(moment: datetime.datetime) -> str:
 def booking_day(moment: datetime.datetime, zone: ZoneInfo) -> datetime.date:
     """The calendar day of ``moment`` in the books' timezone."""
     return moment.astimezone(zone).date()
+
+
+def booking_day_in_calendar(moment: datetime.datetime, zone: ZoneInfo) -> datetime.date | None:
+    """:func:`booking_day` of ``moment`` if it is in the books' calendar
+    (:data:`BOOKING_DAY_MIN` to :data:`BOOKING_DAY_MAX`), else None.
+
+    The limit is on the day in the books' timezone, not on the year of the text: in UTC books
+    ``1970-01-01T00:10:00+01:00`` falls on 1969-12-31, and in Europe/Berlin books
+    ``1969-12-31T23:30:00Z`` falls on 1970-01-01.
+    """
+    try:
+        day = moment.astimezone(zone).date()
+    except OverflowError:  # before the year 1 or after 9999 in the books' timezone
+        return None
+    return day if BOOKING_DAY_MIN <= day <= BOOKING_DAY_MAX else None
 
 
 def month_of(day: datetime.date) -> str:

@@ -45,8 +45,6 @@ EVENT_ID_CHARS_MAX = 128
 CONVERSATION_CHARS_MAX = 256
 MONEY_CENTS_MAX = 100_000_000_000  # 1,000,000,000.00 in any one money field
 INCLUDED_MAX = 100_000_000
-AT_YEAR_MIN = 1970
-AT_YEAR_MAX = 9998
 
 # Every pattern matches the whole string (re.fullmatch: ``$`` also matches before a trailing
 # newline), with the ASCII digits only (``\d``, ``int()`` and ``str.isdigit()`` take any
@@ -59,6 +57,9 @@ CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 # orjson reads a JSON integer beyond 64 bits as a float, an integral one at least this large:
 # only for such a float is the line's text asked whether it was written as an integer.
 _FLOAT_OF_A_BIG_INTEGER_MIN = 2.0**63
+_OUTSIDE_THE_CALENDAR = (
+    f"not in the books' calendar ({dates.BOOKING_DAY_MIN} to {dates.BOOKING_DAY_MAX})"
+)
 
 
 class InvalidField(Exception):
@@ -240,9 +241,8 @@ def _expires(document: dict) -> dict:
         day = datetime.date.fromisoformat(value)
     except ValueError:
         raise InvalidField("expires", f"expires: not a calendar day: {value!r}") from None
-    if not AT_YEAR_MIN <= day.year <= AT_YEAR_MAX:
-        years = f"{AT_YEAR_MIN} and {AT_YEAR_MAX}"
-        raise InvalidField("expires", f"expires: the year must be between {years}")
+    if not dates.BOOKING_DAY_MIN <= day <= dates.BOOKING_DAY_MAX:
+        raise InvalidField("expires", f"expires: {_OUTSIDE_THE_CALENDAR}")
     return {"expires": value}
 
 
@@ -274,15 +274,17 @@ def _event_id(document: dict) -> str | None:
 
 
 def _moment_and_day(document: dict, zone: ZoneInfo) -> tuple[datetime.datetime, datetime.date]:
-    """The instant of ``at`` and its booking day."""
+    """The instant of ``at`` and its booking day, which must be in the books' calendar."""
     at_text = document.get("at")
     moment = dates.parse_timestamp(at_text) if isinstance(at_text, str) else None
     if moment is None:
         raise InvalidField("at", "at: must be an RFC 3339 timestamp with offset")
-    if not AT_YEAR_MIN <= moment.year <= AT_YEAR_MAX:
-        # Accounts are opened on 1970-01-01; the upper bound keeps day arithmetic in range.
-        raise InvalidField("at", f"at: the year must be between {AT_YEAR_MIN} and {AT_YEAR_MAX}")
-    return moment, dates.booking_day(moment, zone)
+    # Accounts are opened on 1970-01-01, and the last day keeps a run's day arithmetic in
+    # range: the limit is on the booking day, whatever the year of ``at`` in its own offset.
+    day = dates.booking_day_in_calendar(moment, zone)
+    if day is None:
+        raise InvalidField("at", f"at: the booking day is {_OUTSIDE_THE_CALENDAR}")
+    return moment, day
 
 
 def _check_common(
@@ -324,7 +326,7 @@ def check_document(
     The order (the first check that fails decides the reason): ``id`` (a string of 1 to 128
     characters without a control character), ``type`` (a string without a control character,
     else ``invalid_field``; then one of the types, else ``unknown_type``), ``customer``,
-    ``at`` (an RFC 3339 timestamp, its year 1970 to 9998), ``currency``
+    ``at`` (an RFC 3339 timestamp whose booking day is in the books' calendar), ``currency``
     if given (a string without a control character, else ``invalid_field``; then the books'
     currency, else ``currency_mismatch``), then the fields of the type.  A rejection names the
     event's id only when the id passed its check.
@@ -485,7 +487,8 @@ def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
 #
 # No string it accepts holds a control character: U+0000-U+001F can reach a string only
 # escaped (a backslash: declined) or raw (invalid JSON, which msgspec refuses too), and DEL,
-# legal raw inside a JSON string, is declined wherever it is.
+# legal raw inside a JSON string, is declined wherever it is.  The booking day is checked
+# against the books' calendar on both of its paths (the UTC shortcut and the general one).
 
 _Id = Annotated[str, Meta(min_length=1, max_length=EVENT_ID_CHARS_MAX)]
 _Conversation = Annotated[str, Meta(min_length=1, max_length=CONVERSATION_CHARS_MAX)]
@@ -565,14 +568,14 @@ def _cents(value: str | int) -> int | None:
 
 
 def _utc_day(text: str) -> datetime.date | None:
-    """The date of a ``YYYY-MM-DD`` text (ASCII digits) in the allowed years, else None."""
+    """The date of a ``YYYY-MM-DD`` text (ASCII digits) in the books' calendar, else None."""
     day = _days.get(text, False)
     if day is False:
         try:
             day = datetime.date.fromisoformat(text)
         except ValueError:
             day = None
-        if day is not None and not AT_YEAR_MIN <= day.year <= AT_YEAR_MAX:
+        if day is not None and not dates.BOOKING_DAY_MIN <= day <= dates.BOOKING_DAY_MAX:
             day = None
         if len(_days) >= _CACHE_MAX:
             _days.clear()
@@ -580,7 +583,7 @@ def _utc_day(text: str) -> datetime.date | None:
     return day
 
 
-# YYYY-MM-DDTHH:MM:SSZ with a time that exists: in UTC books its day is its date.
+# YYYY-MM-DDTHH:MM:SSZ with a time that exists: in UTC books its booking day is its date.
 _UTC_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z")
 
 
@@ -591,9 +594,10 @@ def _moment(text: str, zone: ZoneInfo) -> tuple[str, datetime.date] | None:
         day = _utc_day(text[:10])
         return None if day is None else (text[:19] + ".000000Z", day)
     moment = dates.parse_timestamp(text)
-    if moment is None or not AT_YEAR_MIN <= moment.year <= AT_YEAR_MAX:
+    day = None if moment is None else dates.booking_day_in_calendar(moment, zone)
+    if day is None:
         return None
-    return dates.utc_key_of_text(text, moment), dates.booking_day(moment, zone)
+    return dates.utc_key_of_text(text, moment), day
 
 
 # The typed fields of a usage event after its conversation (all defaults), and of a money

@@ -1,6 +1,7 @@
-"""The books' calendar (SPEC v3 §2): an event whose booking day (its ``at`` in the books'
+"""The books' calendar (SPEC v3 §2, §6): an event whose booking day (its ``at`` in the books'
 timezone) is before 1970-01-01 or after 9998-12-31 is ``invalid_field`` (``at``), whatever
-the year of ``at`` in its own offset.
+the year of ``at`` in its own offset; a day or month past the calendar on the command line
+is one ``Error:`` line, never a traceback.
 
 Every account is opened on 1970-01-01, so an entry dated before it fails ``bean-check``;
 9998-12-31 leaves the day, the month and the billing year after the last booking day inside
@@ -11,10 +12,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
+import sys
 
 import pytest
 from builders import init_books, load_clean, read_store, sub
+from click.testing import CliRunner
 
+from ledger_engine.cli import main
 from ledger_engine.close import close_month
 from ledger_engine.core import events as ev
 from ledger_engine.core.dates import load_zone
@@ -151,3 +156,94 @@ def test_the_last_booking_day_posts_and_closes_and_the_books_load(tmp_path):
     close_month(books, "9998-12")
     assert (books / "gl" / "9999" / "9999-01.beancount").exists()  # the balance assertions
     journals_load_clean(books)
+
+
+# ------------------------------------------------------------------- the command line
+
+
+def one_error_line(result) -> str:
+    """The one ``Error:`` line of a click result, asserting there is no traceback."""
+    output = result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), output
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+@pytest.fixture
+def cli_books(tmp_path):
+    books = init_books(tmp_path / "books")
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(sub("acme", "2026-11-01T08:00:00Z", "boost")) + "\n")
+    return books, path
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "9999-12-30", "9999-01-01", "1969-12-31"])
+def test_post_through_a_day_past_the_calendar_is_one_usage_error(cli_books, day):
+    books, path = cli_books
+    result = CliRunner().invoke(main, ["post", str(books), str(path), "--through", day])
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert day in line and "1970-01-01" in line and "9998-12-31" in line, line
+    with read_store(books) as db:
+        assert queries.event_ids(db) == set()  # refused before anything was read
+
+
+@pytest.mark.parametrize("day", ["9998-12-31", "1970-01-01"])
+def test_post_through_the_calendars_first_and_last_day_works(cli_books, day):
+    books, path = cli_books
+    result = CliRunner().invoke(main, ["post", str(books), str(path), "--through", day])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("text", ["20261130", "2026-W48-1", "2026-11-30\n", "２０２６-11-30"])
+def test_post_through_takes_yyyy_mm_dd_only(cli_books, text):
+    books, path = cli_books
+    result = CliRunner().invoke(main, ["post", str(books), str(path), "--through", text])
+    assert result.exit_code == 2
+    one_error_line(result)
+
+
+@pytest.mark.parametrize("month", ["9999-12", "9999-01", "10000-01", "1969-12", "2026-11\n"])
+def test_close_a_month_past_the_calendar_is_one_usage_error(cli_books, month):
+    books, _ = cli_books
+    result = CliRunner().invoke(main, ["close", str(books), month])
+    assert result.exit_code == 2
+    one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["report", "wallet-rollforward", "--month", "9999-12"],
+     ["transactions", "acme", "--month", "1969-12"]],
+)  # fmt: skip
+def test_a_report_month_past_the_calendar_is_one_usage_error(cli_books, command):
+    books, _ = cli_books
+    result = CliRunner().invoke(main, [command[0], str(books), *command[1:]])
+    assert result.exit_code == 2
+    one_error_line(result)
+
+
+def test_the_library_refuses_days_past_the_calendar_too(cli_books):
+    books, path = cli_books
+    with pytest.raises(ValueError, match="9998-12-31"):
+        post(books, [str(path)], datetime.date(9999, 12, 31))
+    with pytest.raises(ValueError, match="9998-12"):
+        close_month(books, "9999-12")
+
+
+def test_close_9999_12_in_a_real_process_is_one_line_on_stderr(cli_books):
+    books, _ = cli_books
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger_engine", "close", str(books), "9999-12"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
+        "Error: Invalid value for 'YYYY-MM': 9999-12 is not in the books' calendar "
+        "(1970-01 to 9998-12)"
+    ]

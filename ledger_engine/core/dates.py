@@ -89,6 +89,25 @@ def booking_day_in_calendar(moment: datetime.datetime, zone: ZoneInfo) -> dateti
     return day if BOOKING_DAY_MIN <= day <= BOOKING_DAY_MAX else None
 
 
+def parse_calendar_day(text: str) -> datetime.date:
+    """A ``YYYY-MM-DD`` day of the books' calendar (a day given on the command line).
+
+    Raises:
+        ValueError: ``text`` is not such a day (with a one-line reason).
+    """
+    if not DAY_PATTERN.fullmatch(text):
+        raise ValueError(f"not a YYYY-MM-DD day: {text!r}")
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a calendar day: {text!r}") from None
+    if not BOOKING_DAY_MIN <= day <= BOOKING_DAY_MAX:
+        raise ValueError(
+            f"{text} is not in the books' calendar ({BOOKING_DAY_MIN} to {BOOKING_DAY_MAX})"
+        )
+    return day
+
+
 def month_of(day: datetime.date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
@@ -98,6 +117,22 @@ def parse_month(text: str) -> datetime.date:
     if not MONTH_PATTERN.fullmatch(text):
         raise ValueError(f"not a YYYY-MM month: {text!r}")
     return datetime.date(int(text[:4]), int(text[5:]), 1)
+
+
+def parse_calendar_month(text: str) -> datetime.date:
+    """The first day of a ``YYYY-MM`` month of the books' calendar (a month given on the
+    command line: its last day and the day after it are then in range).
+
+    Raises:
+        ValueError: ``text`` is not such a month (with a one-line reason).
+    """
+    first = parse_month(text)
+    if not BOOKING_DAY_MIN <= first <= BOOKING_DAY_MAX:
+        raise ValueError(
+            f"{text} is not in the books' calendar "
+            f"({month_of(BOOKING_DAY_MIN)} to {month_of(BOOKING_DAY_MAX)})"
+        )
+    return first
 
 
 @functools.lru_cache(maxsize=4096)

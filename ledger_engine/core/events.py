@@ -664,7 +664,9 @@ def _money_event(
 def fast_check(raw: bytes, currency: str, zone: ZoneInfo) -> tuple[Event, int] | None:
     """The event and content key of a line of one of the plain shapes above, or None (the
     line must then go through :func:`checked_line`, which decides)."""
-    if len(raw) > LINE_BYTES_MAX or not raw.isascii() or b"\\" in raw or b"\x7f" in raw:
+    # 0x5C is a backslash, 0x7F a DEL: looking for an int is a plain memchr, measured several
+    # times faster than looking for the one-byte substring b"\\".
+    if len(raw) > LINE_BYTES_MAX or not raw.isascii() or 0x5C in raw or 0x7F in raw:
         return None
     try:
         document = _DECODER.decode(raw)

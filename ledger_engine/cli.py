@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime
 import io
 import json
 import sys
@@ -32,20 +31,25 @@ EXIT_DIFFERENCES = 1
 EXIT_STRICT_REJECTIONS = 3
 
 
+# A day or month outside the books' calendar (1970-01-01 to 9998-12-31) is a bad value of
+# its option, like one that is no day at all: click's usage error (exit 2), known before the
+# books are opened, as every other option value the command line cannot take.
+
+
 def _day(ctx, param, value):
     if value is None:
         return None
     try:
-        return datetime.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"not a YYYY-MM-DD day: {value!r}") from None
+        return dates.parse_calendar_day(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def _month(ctx, param, value):
     if value is None:
         return None
     try:
-        dates.parse_month(value)
+        dates.parse_calendar_month(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     return value

@@ -51,8 +51,13 @@ def check_closable(db: sqlite_utils.Database, month: str) -> None:
 
 
 def close_month(books_dir: Path, month: str, wait_seconds: float = 0) -> CloseResult:
-    """Closes calendar month ``month`` (``YYYY-MM``) of the books at ``books_dir``."""
-    next_day = dates.first_day_after_month(month)
+    """Closes calendar month ``month`` (``YYYY-MM``) of the books at ``books_dir``.
+
+    Raises:
+        ValueError: ``month`` is not a month of the books' calendar (the command line
+            refuses such a month before it calls this).
+    """
+    next_day = dates.first_of_next_month(dates.parse_calendar_month(month))
     with commit.writing(books_dir, wait_seconds) as run:
         check_closable(run.db, month)
         return _close(run, month, next_day)

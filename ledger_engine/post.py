@@ -131,7 +131,14 @@ def post(
 
     Returns:
         The counts of the run.
+
+    Raises:
+        ValueError: ``through`` is outside the books' calendar (the command line refuses
+            such a day before it calls this; the days after it must stay in range).
     """
+    if through is not None and not dates.BOOKING_DAY_MIN <= through <= dates.BOOKING_DAY_MAX:
+        calendar = f"{dates.BOOKING_DAY_MIN} to {dates.BOOKING_DAY_MAX}"
+        raise ValueError(f"{through} is not in the books' calendar ({calendar})")
     with commit.writing(books_dir, wait_seconds) as run, worker.no_cycle_collector():
         helper = worker.Worker(books_dir) if worker.use_worker(list(paths)) else None
         try:

@@ -22,6 +22,7 @@ from ledger_engine.books.layout import (
     QUERIES,
 )
 from ledger_engine.core import accounts
+from ledger_engine.core.errors import BooksWriteError
 from ledger_engine.core.model import GlSummary, NewEntry
 from ledger_engine.core.money import format_cents
 
@@ -31,10 +32,33 @@ LINK_PATTERN = re.compile(r"^[A-Za-z0-9_/.-]+$")
 ROOT_PLUGINS = ("beancount.plugins.check_commodity", "beancount.plugins.leafonly")
 
 
+# The control characters beancount's lexer unescapes: \n \r \t \f \b.  It has no escape for
+# the others (NUL, BEL, ESC, DEL, ...): they would have to be written raw, and a journal never
+# holds one (a terminal showing the file, or a tool reading it, would act on them).
+_STRING_ESCAPES = str.maketrans(
+    {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f", "\b": "\\b"}
+)
+_UNESCAPABLE = re.compile(r"[\x00-\x07\x0b\x0e-\x1f\x7f]")
+
+
 def quote(text: str) -> str:
-    """A Beancount string literal (backslash and double quote escaped, one line)."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r") + '"'
+    """A Beancount string literal on one line: backslashes, double quotes and the control
+    characters beancount unescapes are escaped.
+
+    Raises:
+        BooksWriteError: ``text`` holds a control character beancount cannot escape.  The
+            schema checks reject control characters in events, so only a store or books
+            written by something else can bring one; the run is then undone.
+    """
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'  # nearly every string: nothing to escape
+    unescapable = _UNESCAPABLE.search(text)
+    if unescapable:
+        code = f"U+{ord(unescapable.group()):04X}"
+        raise BooksWriteError(
+            f"a journal string cannot hold the control character {code}: {text[:64]!r}"
+        )
+    return '"' + text.translate(_STRING_ESCAPES) + '"'
 
 
 def meta_value(value: object) -> str:

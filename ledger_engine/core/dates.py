@@ -14,10 +14,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger_engine.core.errors import InvalidSetting
 
+# Patterns match the whole text (re.fullmatch: ``$`` would also match before a trailing
+# newline) with the ASCII digits only (``\d`` takes any Unicode digit).
 RFC3339_PATTERN = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MONTH_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}")
 UTC = datetime.UTC
+
+# The books' calendar: the booking days an event may have and the days a run may post
+# through.  Every account is opened on the first day; the last one leaves the day, the month
+# and the billing year after it inside Python's calendar (which ends with the year 9999), so
+# the day arithmetic of a run (checkpoints, period ends, balance assertions) stays in range.
+BOOKING_DAY_MIN = datetime.date(1970, 1, 1)
+BOOKING_DAY_MAX = datetime.date(9998, 12, 31)
 
 
 def load_zone(name: str) -> ZoneInfo:
@@ -30,7 +42,7 @@ def load_zone(name: str) -> ZoneInfo:
 
 def parse_timestamp(text: str) -> datetime.datetime | None:
     """An aware datetime from an RFC 3339 timestamp with offset, or None if it is not one."""
-    match = RFC3339_PATTERN.match(text)
+    match = RFC3339_PATTERN.fullmatch(text)
     if not match:
         return None
     normalised = text.upper()
@@ -62,15 +74,65 @@ def booking_day(moment: datetime.datetime, zone: ZoneInfo) -> datetime.date:
     return moment.astimezone(zone).date()
 
 
+def booking_day_in_calendar(moment: datetime.datetime, zone: ZoneInfo) -> datetime.date | None:
+    """:func:`booking_day` of ``moment`` if it is in the books' calendar
+    (:data:`BOOKING_DAY_MIN` to :data:`BOOKING_DAY_MAX`), else None.
+
+    The limit is on the day in the books' timezone, not on the year of the text: in UTC books
+    ``1970-01-01T00:10:00+01:00`` falls on 1969-12-31, and in Europe/Berlin books
+    ``1969-12-31T23:30:00Z`` falls on 1970-01-01.
+    """
+    try:
+        day = moment.astimezone(zone).date()
+    except OverflowError:  # before the year 1 or after 9999 in the books' timezone
+        return None
+    return day if BOOKING_DAY_MIN <= day <= BOOKING_DAY_MAX else None
+
+
+def parse_calendar_day(text: str) -> datetime.date:
+    """A ``YYYY-MM-DD`` day of the books' calendar (a day given on the command line).
+
+    Raises:
+        ValueError: ``text`` is not such a day (with a one-line reason).
+    """
+    if not DAY_PATTERN.fullmatch(text):
+        raise ValueError(f"not a YYYY-MM-DD day: {text!r}")
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a calendar day: {text!r}") from None
+    if not BOOKING_DAY_MIN <= day <= BOOKING_DAY_MAX:
+        raise ValueError(
+            f"{text} is not in the books' calendar ({BOOKING_DAY_MIN} to {BOOKING_DAY_MAX})"
+        )
+    return day
+
+
 def month_of(day: datetime.date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
 
 def parse_month(text: str) -> datetime.date:
     """The first day of a ``YYYY-MM`` month; ValueError otherwise."""
-    if not re.fullmatch(r"\d{4}-\d{2}", text):
+    if not MONTH_PATTERN.fullmatch(text):
         raise ValueError(f"not a YYYY-MM month: {text!r}")
     return datetime.date(int(text[:4]), int(text[5:]), 1)
+
+
+def parse_calendar_month(text: str) -> datetime.date:
+    """The first day of a ``YYYY-MM`` month of the books' calendar (a month given on the
+    command line: its last day and the day after it are then in range).
+
+    Raises:
+        ValueError: ``text`` is not such a month (with a one-line reason).
+    """
+    first = parse_month(text)
+    if not BOOKING_DAY_MIN <= first <= BOOKING_DAY_MAX:
+        raise ValueError(
+            f"{text} is not in the books' calendar "
+            f"({month_of(BOOKING_DAY_MIN)} to {month_of(BOOKING_DAY_MAX)})"
+        )
+    return first
 
 
 @functools.lru_cache(maxsize=4096)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from typing import Annotated, BinaryIO, Literal, NamedTuple
@@ -44,12 +45,21 @@ EVENT_ID_CHARS_MAX = 128
 CONVERSATION_CHARS_MAX = 256
 MONEY_CENTS_MAX = 100_000_000_000  # 1,000,000,000.00 in any one money field
 INCLUDED_MAX = 100_000_000
-AT_YEAR_MIN = 1970
-AT_YEAR_MAX = 9998
 
-DAY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-CUSTOMER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-MONEY_PATTERN = re.compile(r"^-?\d{1,15}(\.\d{1,2})?$")
+# Every pattern matches the whole string (re.fullmatch: ``$`` also matches before a trailing
+# newline), with the ASCII digits only (``\d``, ``int()`` and ``str.isdigit()`` take any
+# Unicode digit: "١٢.٥٠" and "１００" are not money).
+DAY_PATTERN = dates.DAY_PATTERN
+CUSTOMER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MONEY_PATTERN = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,2})?")
+# A control character (U+0000-U+001F, U+007F) in any string field read is invalid_field.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+# orjson reads a JSON integer beyond 64 bits as a float, an integral one at least this large:
+# only for such a float is the line's text asked whether it was written as an integer.
+_FLOAT_OF_A_BIG_INTEGER_MIN = 2.0**63
+_OUTSIDE_THE_CALENDAR = (
+    f"not in the books' calendar ({dates.BOOKING_DAY_MIN} to {dates.BOOKING_DAY_MAX})"
+)
 
 
 class InvalidField(Exception):
@@ -61,14 +71,52 @@ class InvalidField(Exception):
         self.detail = detail
 
 
+class FloatNumber(InvalidField):
+    """A float in a field that takes an integer: ``integer_detail`` is the rejection's detail
+    instead when the float is orjson's reading of an integer literal beyond 64 bits."""
+
+    def __init__(self, field: str, value: float, detail: str, integer_detail: str):
+        super().__init__(field, detail)
+        self.value = value
+        self.integer_detail = integer_detail
+
+
+def _written_as_integer(raw: bytes, error: FloatNumber) -> bool:
+    """Whether the float of ``error`` is written in ``raw`` as an integer literal.
+
+    Asked only for a float orjson could have made of an integer (integral, at least 2**63 in
+    size: a rejection on the slow path), by parsing the line again with the standard
+    library's parser, which keeps integers of any size.
+    """
+    if not error.value.is_integer() or abs(error.value) < _FLOAT_OF_A_BIG_INTEGER_MIN:
+        return False
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):  # over Python's digit limit for an int, or deep
+        return False
+    for name in error.field.split("."):
+        value = value.get(name) if isinstance(value, dict) else None
+    return type(value) is int
+
+
+def _no_control_character(value: str, field: str) -> None:
+    if CONTROL_CHARACTER.search(value):
+        detail = f"{field}: a control character (U+0000 to U+001F, U+007F) is not allowed"
+        raise InvalidField(field, detail)
+
+
 def _money_cents(value: object, field: str, positive: bool) -> int:
+    if isinstance(value, float):
+        detail = f"{field}: money must be a decimal string or integer, not a float"
+        limit = f"{field}: larger than the limit {MONEY_CENTS_MAX // 100}"
+        raise FloatNumber(field, value, detail, limit)
     if isinstance(value, bool) or not isinstance(value, str | int):
-        kind = "a float" if isinstance(value, float) else type(value).__name__
+        kind = type(value).__name__
         raise InvalidField(field, f"{field}: money must be a decimal string or integer, not {kind}")
     if isinstance(value, int):
         cents = value * 100
     else:
-        if not MONEY_PATTERN.match(value):
+        if not MONEY_PATTERN.fullmatch(value):
             raise InvalidField(field, f"{field}: not a decimal with at most 2 places: {value!r}")
         whole, _, fraction = value.lstrip("-").partition(".")
         cents = int(whole) * 100 + int((fraction + "00")[:2])
@@ -85,6 +133,7 @@ def _string(document: dict, field: str, allowed: tuple[str, ...] | None = None) 
     value = document.get(field)
     if not isinstance(value, str):
         raise InvalidField(field, f"{field}: required string missing or not a string")
+    _no_control_character(value, field)
     if allowed is not None and value not in allowed:
         raise InvalidField(field, f"{field}: must be one of {', '.join(allowed)}")
     return value
@@ -115,12 +164,7 @@ def _subscription_fields(document: dict) -> dict:
     if "auto_top_up" in document:
         fields.update(_auto_top_up(document["auto_top_up"]))
     if plan == "enterprise":
-        included = document.get("included")
-        if isinstance(included, bool) or not isinstance(included, int):
-            raise InvalidField("included", "included: required whole number for enterprise")
-        if not 0 <= included <= INCLUDED_MAX:
-            raise InvalidField("included", f"included: must be between 0 and {INCLUDED_MAX}")
-        fields["included"] = included
+        fields["included"] = _included(document.get("included"))
         if "unit_price" not in document:
             raise InvalidField("unit_price", "unit_price: required for enterprise")
         fields["unit_price"] = _money_cents(document["unit_price"], "unit_price", False)
@@ -129,6 +173,18 @@ def _subscription_fields(document: dict) -> dict:
             if field in document:
                 raise InvalidField(field, f"{field}: only allowed on the enterprise plan")
     return fields
+
+
+def _included(value: object) -> int:
+    whole = "included: required whole number for enterprise"
+    limit = f"included: must be between 0 and {INCLUDED_MAX}"
+    if isinstance(value, float):
+        raise FloatNumber("included", value, whole, limit)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField("included", whole)
+    if not 0 <= value <= INCLUDED_MAX:
+        raise InvalidField("included", limit)
+    return value
 
 
 def _usage_fields(document: dict) -> dict:
@@ -179,15 +235,14 @@ def _expires(document: dict) -> dict:
     if "expires" not in document:
         return {}
     value = document["expires"]
-    if not isinstance(value, str) or not DAY_PATTERN.match(value):
+    if not isinstance(value, str) or not DAY_PATTERN.fullmatch(value):
         raise InvalidField("expires", "expires: must be a YYYY-MM-DD day")
     try:
         day = datetime.date.fromisoformat(value)
     except ValueError:
         raise InvalidField("expires", f"expires: not a calendar day: {value!r}") from None
-    if not AT_YEAR_MIN <= day.year <= AT_YEAR_MAX:
-        years = f"{AT_YEAR_MIN} and {AT_YEAR_MAX}"
-        raise InvalidField("expires", f"expires: the year must be between {years}")
+    if not dates.BOOKING_DAY_MIN <= day <= dates.BOOKING_DAY_MAX:
+        raise InvalidField("expires", f"expires: {_OUTSIDE_THE_CALENDAR}")
     return {"expires": value}
 
 
@@ -197,47 +252,66 @@ def _reason(document: dict) -> dict:
     value = document["reason"]
     if not isinstance(value, str) or len(value) > REASON_CHARS_MAX:
         raise InvalidField("reason", f"reason: a string of at most {REASON_CHARS_MAX} characters")
+    _no_control_character(value, "reason")
     return {"reason": value}
+
+
+def _checked_id(document: dict) -> str:
+    event_id = document.get("id")
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= EVENT_ID_CHARS_MAX:
+        raise InvalidField("id", f"id: required string of 1 to {EVENT_ID_CHARS_MAX} characters")
+    _no_control_character(event_id, "id")
+    return event_id
+
+
+def _event_id(document: dict) -> str | None:
+    """The id a rejection names: None unless the id passes its check (so that no control
+    character reaches the store's rejections or the terminal that lists them)."""
+    try:
+        return _checked_id(document)
+    except InvalidField:
+        return None
+
+
+def _moment_and_day(document: dict, zone: ZoneInfo) -> tuple[datetime.datetime, datetime.date]:
+    """The instant of ``at`` and its booking day, which must be in the books' calendar."""
+    at_text = document.get("at")
+    moment = dates.parse_timestamp(at_text) if isinstance(at_text, str) else None
+    if moment is None:
+        raise InvalidField("at", "at: must be an RFC 3339 timestamp with offset")
+    # Accounts are opened on 1970-01-01, and the last day keeps a run's day arithmetic in
+    # range: the limit is on the booking day, whatever the year of ``at`` in its own offset.
+    day = dates.booking_day_in_calendar(moment, zone)
+    if day is None:
+        raise InvalidField("at", f"at: the booking day is {_OUTSIDE_THE_CALENDAR}")
+    return moment, day
 
 
 def _check_common(
     document: dict, currency: str, zone: ZoneInfo
 ) -> tuple[Event, None] | tuple[None, Rejection]:
-    event_id = document.get("id")
-    if not isinstance(event_id, str) or not 1 <= len(event_id) <= EVENT_ID_CHARS_MAX:
-        raise InvalidField("id", f"id: required string of 1 to {EVENT_ID_CHARS_MAX} characters")
-    event_type = document.get("type")
-    if not isinstance(event_type, str):
-        raise InvalidField("type", "type: required string missing or not a string")
+    event_id = _checked_id(document)
+    event_type = _string(document, "type")  # a control character: invalid_field, not unknown
     if event_type not in EVENT_TYPES:
         return None, Rejection(UNKNOWN_TYPE, "type", f"unknown type {event_type[:64]!r}", event_id)
     customer = document.get("customer")
-    if not isinstance(customer, str) or not CUSTOMER_PATTERN.match(customer):
+    if not isinstance(customer, str) or not CUSTOMER_PATTERN.fullmatch(customer):
         raise InvalidField("customer", "customer: must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    at_text = document.get("at")
-    moment = dates.parse_timestamp(at_text) if isinstance(at_text, str) else None
-    if moment is None:
-        raise InvalidField("at", "at: must be an RFC 3339 timestamp with offset")
-    if not AT_YEAR_MIN <= moment.year <= AT_YEAR_MAX:
-        # Accounts are opened on 1970-01-01; the upper bound keeps day arithmetic in range.
-        raise InvalidField("at", f"at: the year must be between {AT_YEAR_MIN} and {AT_YEAR_MAX}")
+    moment, day = _moment_and_day(document, zone)
     if "currency" in document:
-        if not isinstance(document["currency"], str):
+        given = document["currency"]
+        if not isinstance(given, str):
             raise InvalidField("currency", "currency: must be a string")
-        if document["currency"] != currency:
-            return None, Rejection(
-                CURRENCY_MISMATCH,
-                "currency",
-                f"currency {document['currency'][:16]!r} is not the books' {currency}",
-                event_id,
-            )
-    day = dates.booking_day(moment, zone)
+        _no_control_character(given, "currency")  # invalid_field, not currency_mismatch
+        if given != currency:
+            detail = f"currency {given[:16]!r} is not the books' {currency}"
+            return None, Rejection(CURRENCY_MISMATCH, "currency", detail, event_id)
     fields = _fields_on(day, event_type, document)
     event = Event(
         id=event_id,
         type=event_type,
         customer=customer,
-        at=dates.utc_key_of_text(at_text, moment),
+        at=dates.utc_key_of_text(document["at"], moment),
         day=day,
         **fields,
     )
@@ -245,14 +319,24 @@ def _check_common(
 
 
 def check_document(
-    document: object, currency: str, zone: ZoneInfo
+    document: object, currency: str, zone: ZoneInfo, raw: bytes | None = None
 ) -> tuple[Event | None, Rejection | None]:
     """Applies the schema checks of SPEC §2, in order, to one parsed JSON value.
+
+    The order (the first check that fails decides the reason): ``id`` (a string of 1 to 128
+    characters without a control character), ``type`` (a string without a control character,
+    else ``invalid_field``; then one of the types, else ``unknown_type``), ``customer``,
+    ``at`` (an RFC 3339 timestamp whose booking day is in the books' calendar), ``currency``
+    if given (a string without a control character, else ``invalid_field``; then the books'
+    currency, else ``currency_mismatch``), then the fields of the type.  A rejection names the
+    event's id only when the id passed its check.
 
     Args:
         document: the parsed JSON value of one line.
         currency: the books' currency.
         zone: the books' timezone (for the booking day).
+        raw: the line the value was parsed from, if known: an integer too large for a field
+            is then told from a float (orjson reads an integer beyond 64 bits as a float).
 
     Returns:
         ``(event, None)`` for a schema-valid event, else ``(None, rejection)``.
@@ -262,8 +346,10 @@ def check_document(
     try:
         return _check_common(document, currency, zone)
     except InvalidField as error:
-        event_id = document.get("id") if isinstance(document.get("id"), str) else None
-        return None, Rejection(INVALID_FIELD, error.field, error.detail, event_id)
+        detail = error.detail
+        if isinstance(error, FloatNumber) and raw is not None and _written_as_integer(raw, error):
+            detail = error.integer_detail
+        return None, Rejection(INVALID_FIELD, error.field, detail, _event_id(document))
 
 
 def content_key(canonical: bytes) -> int:
@@ -302,7 +388,7 @@ def checked_line(raw: bytes, file: str, number: int, currency: str, zone: ZoneIn
     except (orjson.JSONDecodeError, orjson.JSONEncodeError) as error:
         rejection = Rejection(MALFORMED_JSON, None, f"not valid JSON: {str(error)[:200]}")
         return Line(file, number, text, None, None, rejection)
-    event, rejection = check_document(document, currency, zone)
+    event, rejection = check_document(document, currency, zone, raw)
     content = content_key(canonical) if event else None
     return Line(file, number, text, event, content, rejection)
 
@@ -398,6 +484,11 @@ def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
 # bytes between its quotes under any JSON parser, so msgspec reads the line as orjson does
 # (both keep the last of repeated keys), and the canonical JSON of the values is written
 # directly: sorted keys, no spaces, strings between quotes, integers in decimal.
+#
+# No string it accepts holds a control character: U+0000-U+001F can reach a string only
+# escaped (a backslash: declined) or raw (invalid JSON, which msgspec refuses too), and DEL,
+# legal raw inside a JSON string, is declined wherever it is.  The booking day is checked
+# against the books' calendar on both of its paths (the UTC shortcut and the general one).
 
 _Id = Annotated[str, Meta(min_length=1, max_length=EVENT_ID_CHARS_MAX)]
 _Conversation = Annotated[str, Meta(min_length=1, max_length=CONVERSATION_CHARS_MAX)]
@@ -453,7 +544,7 @@ _CHANNEL_AT = EVENT_TYPED_FIELDS.index("channel")
 def _customer(text: str) -> str | None:
     """The customer id ``text`` (one shared object per id), or None if it is not one."""
     customer = _customers.get(text)
-    if customer is None and CUSTOMER_PATTERN.match(text):
+    if customer is None and CUSTOMER_PATTERN.fullmatch(text):
         if len(_customers) >= _CACHE_MAX:
             _customers.clear()
         customer = _customers[text] = text
@@ -477,14 +568,14 @@ def _cents(value: str | int) -> int | None:
 
 
 def _utc_day(text: str) -> datetime.date | None:
-    """The date of a ``YYYY-MM-DD`` text in the allowed years, else None."""
+    """The date of a ``YYYY-MM-DD`` text (ASCII digits) in the books' calendar, else None."""
     day = _days.get(text, False)
     if day is False:
         try:
             day = datetime.date.fromisoformat(text)
         except ValueError:
             day = None
-        if day is not None and not AT_YEAR_MIN <= day.year <= AT_YEAR_MAX:
+        if day is not None and not dates.BOOKING_DAY_MIN <= day <= dates.BOOKING_DAY_MAX:
             day = None
         if len(_days) >= _CACHE_MAX:
             _days.clear()
@@ -492,8 +583,8 @@ def _utc_day(text: str) -> datetime.date | None:
     return day
 
 
-# YYYY-MM-DDTHH:MM:SSZ with a time that exists: in UTC books its day is its date.
-_UTC_SECOND = re.compile(r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ")
+# YYYY-MM-DDTHH:MM:SSZ with a time that exists: in UTC books its booking day is its date.
+_UTC_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z")
 
 
 def _moment(text: str, zone: ZoneInfo) -> tuple[str, datetime.date] | None:
@@ -503,9 +594,10 @@ def _moment(text: str, zone: ZoneInfo) -> tuple[str, datetime.date] | None:
         day = _utc_day(text[:10])
         return None if day is None else (text[:19] + ".000000Z", day)
     moment = dates.parse_timestamp(text)
-    if moment is None or not AT_YEAR_MIN <= moment.year <= AT_YEAR_MAX:
+    day = None if moment is None else dates.booking_day_in_calendar(moment, zone)
+    if day is None:
         return None
-    return dates.utc_key_of_text(text, moment), dates.booking_day(moment, zone)
+    return dates.utc_key_of_text(text, moment), day
 
 
 # The typed fields of a usage event after its conversation (all defaults), and of a money
@@ -572,7 +664,9 @@ def _money_event(
 def fast_check(raw: bytes, currency: str, zone: ZoneInfo) -> tuple[Event, int] | None:
     """The event and content key of a line of one of the plain shapes above, or None (the
     line must then go through :func:`checked_line`, which decides)."""
-    if len(raw) > LINE_BYTES_MAX or not raw.isascii() or b"\\" in raw:
+    # 0x5C is a backslash, 0x7F a DEL: looking for an int is a plain memchr, measured several
+    # times faster than looking for the one-byte substring b"\\".
+    if len(raw) > LINE_BYTES_MAX or not raw.isascii() or 0x5C in raw or 0x7F in raw:
         return None
     try:
         document = _DECODER.decode(raw)

@@ -23,6 +23,7 @@ from builders import money_event, sub, use
 
 from ledger_engine.books import text
 from ledger_engine.core import accounts
+from ledger_engine.core.errors import BooksWriteError
 from ledger_engine.core.events import check_line
 from ledger_engine.core.model import EntryKind, PostedState
 from ledger_engine.core.planner import plan_customer, plan_gl_summaries
@@ -430,3 +431,29 @@ def test_closed_entry(expected):
     meta = [("files", 9), ("seal-sha256", seal), ("run", 3)]
     (entry,) = parsed(text.closed_entry(NOV_1, "2026-10", meta), expected)
     assert (entry.type, entry.values[0].value) == ("closed", "2026-10")
+
+
+# ------------------------------------------------------------------------ string literals
+
+CONTROL_CHARACTERS = [chr(code) for code in (*range(0x20), 0x7F)]
+BEANCOUNT_ESCAPES = "\n\r\t\f\b"  # the control characters beancount's lexer unescapes
+
+
+def test_quote_never_writes_a_control_character_raw():
+    """Every control character is escaped the way beancount's lexer reads it back, or refused
+    (beancount's strings have no escape for NUL, ESC, BEL, DEL and the others), never
+    written raw; backslashes and quotes round-trip."""
+    refused = []
+    for character in CONTROL_CHARACTERS:
+        value = f'a{character}b \\ "c" \\n'
+        try:
+            written = text.quote(value)
+        except BooksWriteError as error:
+            assert f"U+{ord(character):04X}" in str(error)
+            refused.append(character)
+            continue
+        assert not any(ch in written for ch in CONTROL_CHARACTERS), repr(written)
+        journal = f"2026-11-01 * {written} {written}\n  Assets:A  1 EUR\n  Assets:B  -1 EUR\n"
+        (entry,), errors, _ = parser.parse_string(journal)
+        assert errors == [] and entry.payee == entry.narration == value, repr(character)
+    assert "".join(refused) == "".join(c for c in CONTROL_CHARACTERS if c not in BEANCOUNT_ESCAPES)

@@ -9,7 +9,6 @@ month's seal chains its files' SHA-256 to the previous month's seal
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -119,9 +118,11 @@ def _close(run: commit.Run, month: str, next_day: datetime.date) -> CloseResult:
         + text.balance_assertions(next_day, accounts.GL_ACCOUNTS, gl_totals, run.currency),
     )
     count = len(accounts.GL_ACCOUNTS) + _assert_balances(run, writer, next_day)
-    hashes = writer.write()
+    writer.write()
     queries.record_closed_month(run.db, month, commit.now_text(), run.run_id, files)
     write_point("run log")
     counts = {"files_sealed": len(files), "balance_assertions": count, "seal_sha256": seal}
-    commit.record_run(run, f"close {month}", None, "[]", json.dumps(counts), hashes)
+    rules_sha256 = commit.read_rules(run.books_dir).sha256
+    commit.record_run(run, commit.RunRecord(f"close {month}", None, [], counts, rules_sha256, {}),
+                      writer)  # fmt: skip
     return CloseResult(month, len(files), count, seal)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import getpass
 import json
+import os
+import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,13 +22,15 @@ from typing import NamedTuple
 
 import sqlite_utils
 
-from ledger_engine.books import layout, text
+from ledger_engine import __version__
+from ledger_engine.books import confined, layout, text
 from ledger_engine.books.files import Appender, locked, recover, sha256_file, write_point
 from ledger_engine.core import accounts, dates
 from ledger_engine.core.errors import BooksNotEmpty
 from ledger_engine.core.model import GlSummary, JournalFile
+from ledger_engine.rules import Rules, RulesError, parse_rules
 from ledger_engine.store import db as store_db
-from ledger_engine.store import queries
+from ledger_engine.store import queries, runlog
 
 
 def now_text() -> str:
@@ -75,10 +80,13 @@ class Run(NamedTuple):
     timezone: str
     repaired: tuple[str, ...]
     appenders: list[Appender]
+    invocation: tuple[str, ...] = ()  # the command line, for the run log
 
 
 @contextlib.contextmanager
-def writing(books_dir: Path, wait_seconds: float = 0) -> Iterator[Run]:
+def writing(
+    books_dir: Path, wait_seconds: float = 0, invocation: tuple[str, ...] = ()
+) -> Iterator[Run]:
     """Holds the books for one writing run; commits the store when the block ends.
 
     On any failure before the commit point (the store's COMMIT, a full disk included) the
@@ -97,10 +105,10 @@ def writing(books_dir: Path, wait_seconds: float = 0) -> Iterator[Run]:
     with locked(books_dir, wait_seconds), store_db.store_errors():
         db = store_db.open_store(books_dir)
         try:
-            run_id = queries.next_run_id(db)
+            run_id = runlog.next_run_id(db)
             repaired = tuple(recover(books_dir, queries.recorded_files(db), run_id))
             settings = queries.books_settings(db)
-            run = Run(books_dir, db, run_id, now_text(), *settings, repaired, [])
+            run = Run(books_dir, db, run_id, now_text(), *settings, repaired, [], invocation)
             try:
                 with db.atomic():
                     yield run
@@ -156,6 +164,8 @@ class JournalWriter:
         self.run = run
         self.appender = Appender(run.books_dir, queries.recorded_files(run.db))
         run.appenders.append(self.appender)
+        self.digests: dict[str, str] = {}  # of the transactions and postings rows written
+        self.written: dict[str, JournalFile] = {}
 
     def append_to_month(self, root: str, month_path: str, entry_text: str) -> None:
         """Appends ``entry_text`` to a month file, including it from ``root`` when new."""
@@ -193,27 +203,79 @@ class JournalWriter:
                 self.append_to_month(root, path, entry_text)
                 entry_files.append(path)
             placed.append(queries.Placed(summary, gl_file, tuple(entry_files)))
-        return queries.record_postings(self.run.db, placed)
+        written, self.digests = queries.record_postings(self.run.db, placed)
+        return written
 
     def write(self) -> dict[str, str]:
         """Appends everything durably and records the files; returns path -> SHA-256."""
-        written = self.appender.write()
-        queries.record_files(self.run.db, written)
-        return {path: file.sha256 for path, file in written.items()}
+        self.written = self.appender.write()
+        queries.record_files(self.run.db, self.written)
+        return {path: file.sha256 for path, file in self.written.items()}
 
 
-def record_run(run: Run, command: str, through, inputs: str, counts: str, hashes: dict) -> str:
+def read_rules(books_dir: Path) -> Rules:
+    """The books' rules file, read inside the books without following a link; a file that
+    is not UTF-8 is a :class:`RulesError` like any other bad rules file."""
+    try:
+        data = confined.read_bytes(books_dir, layout.RULES_NAME)
+    except OSError as error:
+        raise RulesError(f"cannot read {layout.RULES_NAME}: {error.strerror or error}") from None
+    try:
+        return parse_rules(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise RulesError(f"{layout.RULES_NAME} is not UTF-8 text: {error.reason}") from None
+
+
+class RunRecord(NamedTuple):
+    """What a run's record in the run log says besides its times and chain."""
+
+    command: str
+    through: str | None
+    inputs: list[dict]
+    counts: dict
+    rules_sha256: str
+    digests: dict[str, str]  # of the rows it wrote (store.runlog)
+
+
+def _who() -> dict[str, str]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = str(os.getuid())
+    return {"user": user, "host": socket.gethostname()}
+
+
+def record_run(run: Run, record: RunRecord, writer: JournalWriter) -> str:
     """Appends the run to the hash-chained run log; returns its hash."""
-    return queries.record_run(
+    written = writer.written
+    digests = {
+        "events": runlog.digest_of(()),
+        "transactions": runlog.digest_of(()),
+        "postings": runlog.digest_of(()),
+        "state": runlog.digest_of(()),
+        **writer.digests,
+        **record.digests,
+        "quarantine": runlog.quarantine_digest(run.db, run.run_id),
+    }
+    details = {
+        "arguments": list(run.invocation),
+        "engine": __version__,
+        **_who(),
+        "rules_sha256": record.rules_sha256,
+        "lengths": {path: file.length for path, file in sorted(written.items())},
+        "digests": dict(sorted(digests.items())),
+    }
+    return runlog.record_run(
         run.db,
         {
             "run_id": run.run_id,
-            "command": command,
+            "command": record.command,
             "started": run.started,
             "finished": now_text(),
-            "through": through,
-            "inputs": inputs,
-            "counts": counts,
-            "files": json.dumps(hashes, sort_keys=True),
+            "through": record.through,
+            "inputs": json.dumps(record.inputs),
+            "counts": json.dumps(record.counts, sort_keys=True),
+            "files": json.dumps({p: f.sha256 for p, f in written.items()}, sort_keys=True),
+            "details": json.dumps(details, sort_keys=True),
         },
     )

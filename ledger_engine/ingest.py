@@ -39,7 +39,7 @@ from ledger_engine.reading import (
     read_batches,
     use_process,
 )
-from ledger_engine.store import queries
+from ledger_engine.store import queries, runlog
 
 STDIN_NAME = "<stdin>"
 # A run whose input files hold this many bytes or more (or that reads stdin) keeps its new
@@ -62,6 +62,7 @@ class IngestResult(NamedTuple):
     customers: dict[str, datetime.date]  # customer -> the earliest day of its new events
     inputs: tuple[dict, ...]  # {"file", "sha256", "lines"} per input
     memory: RunEvents | None  # this process's share of the new events (None: in the store)
+    events_digest: str  # of the events rows stored, by block and line (store.runlog)
 
 
 class Source(Protocol):
@@ -156,6 +157,10 @@ def _bulk_load_drops(db: sqlite_utils.Database, expected: int) -> list[str]:
     return [queries.EVENTS_BY_CUSTOMER] if expected >= stored // 2 else []
 
 
+def _line_of_row(row: tuple) -> int:
+    return row[queries.ROW_LINE]
+
+
 class _Ingester:
     def __init__(
         self,
@@ -179,6 +184,7 @@ class _Ingester:
         self.customers: dict[str, str] = {}  # customer -> the earliest day (ISO) of new events
         self.memory: RunEvents | None = defaultdict(list)
         self.kept = 0
+        self.events_digest = runlog.RowDigest()
         self.dropped_indexes: list[str] | None = None  # decided at the first new input
         self.known = Known(db, True, self.finish, RUN_IDS_IN_MEMORY_MAX, run_id)
 
@@ -213,6 +219,7 @@ class _Ingester:
         if batch.events:
             queries.insert_events(self.db, batch.events)
             self.new_events += len(batch.events)
+            self.events_digest.add(sorted(batch.events, key=_line_of_row))
         if batch.rejected:
             queries.insert_quarantine(self.db, batch.rejected)
         self._keep(batch.kept)
@@ -345,4 +352,5 @@ def ingest_files(
         customers={c: datetime.date.fromisoformat(d) for c, d in ingester.customers.items()},
         inputs=tuple(inputs),
         memory=ingester.memory,
+        events_digest=ingester.events_digest.hexdigest(),
     )

@@ -14,7 +14,6 @@ checkpoints are tested against (the books come out byte for byte the same).
 from __future__ import annotations
 
 import datetime
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,15 +22,13 @@ from typing import NamedTuple
 import sqlite_utils
 
 from ledger_engine import commit, derive, worker
-from ledger_engine.books import layout
 from ledger_engine.books.files import write_point
 from ledger_engine.core import dates
 from ledger_engine.core.model import NewEntry, RunEvents
 from ledger_engine.core.planner import plan_gl_summaries
 from ledger_engine.ingest import IngestResult, ingest_files
-from ledger_engine.rules import load_rules
 from ledger_engine.store import checkpoints as checkpoint_store
-from ledger_engine.store import queries
+from ledger_engine.store import queries, runlog
 
 
 class PostResult(NamedTuple):
@@ -169,7 +166,7 @@ def _post_run(
     run: commit.Run, paths, through, progress: Progress, full: bool, helper
 ) -> PostResult:
     db = run.db
-    rules = load_rules(run.books_dir / layout.RULES_NAME)
+    rules = commit.read_rules(run.books_dir)
     zone = dates.load_zone(run.timezone)
     through = through or dates.yesterday(datetime.datetime.now(datetime.UTC), zone)
     ingested = ingest_files(db, paths, run.run_id, run.currency, zone, progress.lines, helper)
@@ -187,20 +184,16 @@ def _post_run(
     due = queries.due_customers(db, through)
     if full:
         due = {customer: through for customer, _ in queries.customers(db)} | due
-    entries = _derive_customers(
-        db, _touched(ingested, due), context, writer, progress, ingested.memory, helper
-    )
+    derived = _touched(ingested, due)
+    entries = _derive_customers(db, derived, context, writer, progress, ingested.memory, helper)
     written = writer.write_summaries(plan_gl_summaries(entries, run.run_id))
-    hashes = writer.write()
+    writer.write()
     result = _result(run, ingested, through, written)
     queries.set_posted_through(db, max(through, posted_before) if posted_before else through)
+    state = runlog.record_state_digests(db, run.run_id, list(derived))
     write_point("run log")
-    commit.record_run(
-        run,
-        "post",
-        through.isoformat(),
-        json.dumps(list(ingested.inputs)),
-        json.dumps(result.as_json(), sort_keys=True),
-        hashes,
-    )
+    digests = {"events": ingested.events_digest, "state": state}
+    record = commit.RunRecord("post", through.isoformat(), list(ingested.inputs),
+                              result.as_json(), rules.sha256, digests)  # fmt: skip
+    commit.record_run(run, record, writer)
     return result

@@ -31,7 +31,7 @@ from ledger_engine.core import accounts, dates
 from ledger_engine.core.errors import BooksTampered
 from ledger_engine.core.money import exact_cents, format_cents
 from ledger_engine.core.seal import GENESIS_SEAL, month_seal
-from ledger_engine.store import queries
+from ledger_engine.store import queries, runlog
 from ledger_engine.store.schema_check import schema_differences
 
 
@@ -78,6 +78,8 @@ class RunLogEvidence(NamedTuple):
     """What the hash-chained run log says, read once for every check that needs it."""
 
     last_hash: dict[str, str]  # path -> the last SHA-256 a run recorded for it
+    last_length: dict[str, int]  # path -> the last length a run recorded for it (schema 5)
+    details: dict[int, dict | None]  # run -> its details (None: recorded before schema 5)
     seals: dict[str, str]  # month -> the seal its close run recorded
     unreadable: list  # Differences: records whose files or counts are not JSON objects
 
@@ -197,10 +199,10 @@ def check_run_chain(ctx: Context) -> list[Difference]:
     store: each journal file's recorded hash is the last one the run log holds for it."""
     differences = []
     previous = "0" * 64
-    for run in queries.runs(ctx.db):
+    for run in runlog.runs(ctx.db):
         # A blob written into a record cannot be hashed as JSON: a break, not a crash.
         readable = not any(isinstance(value, bytes) for value in run.values())
-        if run["prev_hash"] != previous or not readable or queries.run_hash(run) != run["hash"]:
+        if run["prev_hash"] != previous or not readable or runlog.run_hash(run) != run["hash"]:
             differences.append(
                 Difference(
                     "run_log",
@@ -227,6 +229,88 @@ def check_run_chain(ctx: Context) -> list[Difference]:
     for relative in sorted(set(last_hash) - set(recorded)):
         message = "journal file in the run log is unknown to the store"
         differences.append(Difference("run_log", message, relative))
+    for relative, file in sorted(recorded.items(), key=lambda item: str(item[0])):
+        expected = ctx.run_log.last_length.get(relative)
+        if expected is not None and expected != file.length:
+            message = "the store's length of the journal file is not the last one the run log holds"
+            differences.append(Difference("run_log", message, str(relative), None, None,
+                                          str(expected), repr(file.length)))  # fmt: skip
+    return differences
+
+
+def _row_digest_differences(ctx: Context) -> list[Difference]:
+    """Each run's rows (events, quarantine, transactions, postings) digest to what its
+    record holds; no row belongs to a run the log does not hold."""
+    db, details = ctx.db, ctx.run_log.details
+    empty = runlog.digest_of(())
+    recomputed = {
+        "events": runlog.events_digests_by_run(db),
+        "quarantine": runlog.quarantine_digests_by_run(db),
+        **runlog.transaction_digests_by_run(db),
+    }
+    differences = []
+    for table, by_run in recomputed.items():
+        for run_id in sorted(set(by_run) - set(details), key=str):
+            message = (
+                f"{by_run[run_id][1]} {table} rows of run {run_id}, which the run log does not hold"
+            )
+            differences.append(Difference("rows", message))
+        for run_id, found in sorted(details.items()):
+            expected = ((found or {}).get("digests") or {}).get(table)
+            digest = by_run.get(run_id, (empty, 0))[0]
+            if found is not None and expected != digest:
+                message = f"the {table} rows of run {run_id} are not the rows it wrote"
+                differences.append(Difference("rows", message, expected=str(expected),
+                                              found=digest))  # fmt: skip
+    return differences
+
+
+def _state_differences(ctx: Context) -> list[Difference]:
+    """Each customer's derived state (lots, verdicts, periods, checkpoints, its row) is
+    what the last run that derived it left, as its record's digests say."""
+    db, details = ctx.db, ctx.run_log.details
+    empty = runlog.digest_of(())
+    differences = []
+    by_run = runlog.state_digests_of_runs(db)
+    for run_id, found in sorted(details.items()):
+        expected = ((found or {}).get("digests") or {}).get("state")
+        if found is not None and expected != by_run.get(run_id, empty):
+            message = f"the state digests of run {run_id} are not those it recorded"
+            differences.append(Difference("rows", message))
+    customers = sorted({customer for customer, _ in queries.customers(db)})
+    latest, current = runlog.latest_state_digests(db), runlog.state_digests(db, customers)
+    upgraded = queries.get_meta(db, "upgraded_to_5") is not None
+    for customer in customers:
+        if customer not in latest:
+            if not upgraded:
+                message = f"the derived state of {customer} has no digest of the run that made it"
+                differences.append(Difference("rows", message))
+        elif latest[customer][1] != current[customer]:
+            message = (
+                f"the derived state of {customer} (lots, verdicts, periods, checkpoints) is "
+                f"not what run {latest[customer][0]} left"
+            )
+            differences.append(Difference("rows", message))
+    for customer in queries.customers_without_row(db):
+        message = f"derived rows of {customer!r}, a customer the store does not list"
+        differences.append(Difference("rows", message))
+    return differences
+
+
+def check_rows(ctx: Context) -> list[Difference]:
+    """Every row a run wrote is as it wrote it (SPEC v3 §6: a deleted, added or edited row
+    is a difference); the rules file is the one the last run used."""
+    differences = _row_digest_differences(ctx) + _state_differences(ctx)
+    recorded = [d.get("rules_sha256") for d in ctx.run_log.details.values() if d]
+    if recorded and recorded[-1]:
+        try:
+            found = confined.sha256(ctx.books_dir, layout.RULES_NAME)
+        except (OSError, BooksTampered) as error:
+            found = f"unreadable: {error}"
+        if found != recorded[-1]:
+            message = "rules.toml differs from the one the last run recorded (edited since)"
+            differences.append(Difference("rules", message, layout.RULES_NAME, None, None,
+                                          recorded[-1], found))  # fmt: skip
     return differences
 
 
@@ -397,18 +481,23 @@ def _run_log_evidence(db) -> RunLogEvidence:
     ``close`` run recorded, by month, and the records whose files or counts are not JSON
     objects (their evidence is left out)."""
     last_hash: dict[str, str] = {}
+    last_length: dict[str, int] = {}
+    details: dict[int, dict | None] = {}
     seals: dict[str, str] = {}
     unreadable = []
-    for run in queries.runs(db):
+    for run in runlog.runs(db):
         files, counts = _json_object(run["files"]), _json_object(run["counts"])
         if files is None or counts is None:
             message = f"run {run['run_id']}'s record of its files and counts is not readable"
             unreadable.append(Difference("run_log", message))
         last_hash.update(files or {})
+        details[run["run_id"]] = runlog.details_of(run)
+        lengths = (details[run["run_id"]] or {}).get("lengths")
+        last_length.update(lengths if isinstance(lengths, dict) else {})
         command = run["command"]
         if isinstance(command, str) and command.startswith("close ") and counts is not None:
             seals[command[6:]] = counts.get("seal_sha256", "")
-    return RunLogEvidence(last_hash, seals, unreadable)
+    return RunLogEvidence(last_hash, last_length, details, seals, unreadable)
 
 
 def _closed_month_records(ctx: Context) -> tuple[list, list[Difference]]:
@@ -557,6 +646,7 @@ CHECKS = (
     check_store,
     check_file_hashes,
     check_run_chain,
+    check_rows,
     check_seals,
     check_inputs,
     check_journals,

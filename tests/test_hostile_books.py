@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from builders import journal_bytes
 
+from ledger_engine.store.views import VIEWS
+
 REPO = Path(__file__).resolve().parents[1]
 OCTOBER = REPO / "sample_books" / "events" / "2026-10-night.jsonl"
 NOVEMBER = REPO / "sample_books" / "events" / "2026-11-night.jsonl"
@@ -278,3 +280,90 @@ def test_the_honest_books_still_reconcile_and_post(books):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["transactions_written"] > 0
     assert cli("reconcile", books).returncode == 0
+
+
+# ------------------------------------------------------------------- 4. store tampering
+
+
+def store(books: Path) -> sqlite3.Connection:
+    return sqlite3.connect(books / "state.sqlite")
+
+
+@pytest.mark.parametrize("view", ["v_usage_vs_postings", "v_wallet_balances", "v_events"])
+def test_a_redefined_view_hides_nothing(books, view):
+    with store(books) as db:
+        db.execute("UPDATE conversations SET price = 9999 WHERE conversation = "
+                   "(SELECT min(conversation) FROM conversations)")  # fmt: skip
+        db.execute(f"DROP VIEW {view}")
+        db.execute(f"CREATE VIEW {view} AS SELECT * FROM ({VIEWS[view]}) WHERE 0")
+    report = cli("reconcile", books)
+    assert_reported(report, "store_schema", view)
+    assert_reported(report, "usage_vs_postings", "differ")  # computed with its own SQL
+    assert_refused(cli("post", books, NOVEMBER, "--through", "2026-11-30"), "schema")
+    assert_refused(cli("rejections", books), "schema")
+
+
+def test_a_trigger_that_drops_usage_never_fires(books):
+    with store(books) as db:
+        db.execute(
+            "CREATE TRIGGER drop_usage AFTER INSERT ON events BEGIN "
+            "DELETE FROM events WHERE rowid = new.rowid; END"
+        )
+    before = journal_bytes(books)
+    assert_refused(cli("post", books, NOVEMBER, "--through", "2026-11-30"), "trigger drop_usage")
+    assert journal_bytes(books) == before
+    with store(books) as db:  # nothing was inserted for the trigger to act on
+        assert db.execute("SELECT max(run_id) FROM events").fetchone()[0] == 1
+    assert_reported(cli("reconcile", books), "store_schema", "drop_usage")
+
+
+def test_a_deleted_event_row_and_its_quarantine_are_found(books):
+    with store(books) as db:
+        db.execute("DELETE FROM events WHERE type = 'top_up' AND rowid = "
+                   "(SELECT min(rowid) FROM events WHERE type = 'top_up')")  # fmt: skip
+        db.execute("DELETE FROM quarantine")
+    report = cli("reconcile", books)
+    assert_reported(report, "rows", "the events rows of run 1 are not the rows it wrote")
+    assert_reported(report, "rows", "the quarantine rows of run 1 are not the rows it wrote")
+
+
+def test_an_edited_lot_and_an_added_verdict_are_found(books):
+    with store(books) as db:
+        db.execute("UPDATE lots SET remainder = remainder + 100000 WHERE rowid = 1")
+        customer = db.execute("SELECT customer FROM lots WHERE rowid = 1").fetchone()[0]
+        db.execute("INSERT INTO verdicts VALUES ('made-up', ?, 'unknown_customer', 1, 0)",
+                   [customer])  # fmt: skip
+    report = cli("reconcile", books)
+    assert_reported(report, "rows", f"the derived state of {customer}")
+    assert_reported(report, "lots_vs_wallet", customer)
+
+
+def test_a_deleted_run_record_is_found(books):
+    with store(books) as db:
+        db.execute("DELETE FROM runs")
+    report = cli("reconcile", books)
+    assert_reported(report, "rows", "which the run log does not hold")
+    assert_reported(report, "run_log", MONTH)
+
+
+def test_a_lowered_length_moves_no_committed_entry(books):
+    with store(books) as db:
+        db.execute("UPDATE journal_files SET length = length - 400 WHERE path = ?", [MONTH])
+    before = journal_bytes(books)
+    assert_reported(cli("reconcile", books), "run_log", MONTH)
+    assert_refused(cli("post", books, NOVEMBER, "--through", "2026-11-30"), MONTH)
+    assert journal_bytes(books) == before
+    assert not (books / "recovered").exists()
+
+
+def test_a_negative_length_is_one_error_line(books):
+    with store(books) as db:
+        db.execute("UPDATE journal_files SET length = -5 WHERE path = ?", [MONTH])
+    assert_refused(cli("post", books, NOVEMBER, "--through", "2026-11-30"), MONTH)
+    assert_reported(cli("reconcile", books), "files", MONTH)
+
+
+def test_rules_edited_in_place_are_reported(books):
+    rules = books / "rules.toml"
+    rules.write_text(rules.read_text().replace('price_monthly = "0.30"', 'price_monthly = "3.00"'))
+    assert_reported(cli("reconcile", books), "rules", "rules.toml")

@@ -87,7 +87,9 @@ def test_lots_not_matching_the_wallet_are_found(poster, books):
     con = sqlite3.connect(books / "state.sqlite")
     con.execute("UPDATE lots SET remainder = remainder + 1 WHERE customer = 'beta'")
     con.commit()
-    assert [d.check for d in reconcile(books).differences] == ["lots_vs_wallet"]
+    # The edited row is not what the last run left (its digest), and lots no longer sum
+    # to the wallet.
+    assert [d.check for d in reconcile(books).differences] == ["rows", "lots_vs_wallet"]
 
 
 def test_unposted_rating_is_found(poster, books):

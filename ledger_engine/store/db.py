@@ -29,6 +29,7 @@ from ledger_engine.store.queries import (
     insert_block,
     set_meta,
 )
+from ledger_engine.store.runlog import next_run_id
 from ledger_engine.store.schema import SCHEMA_SQL
 from ledger_engine.store.schema_check import first_lines, schema_differences
 
@@ -211,7 +212,11 @@ def _upgrade(db: sqlite_utils.Database, version: str) -> None:
     if before_4:
         _upgrade_to_4(db)
     _add_column(db, "customers", "pending_from", "TEXT")
+    _add_column(db, "runs", "details", "TEXT NOT NULL DEFAULT '{}'")
     _subscription_commitments(db)
+    # Runs before this one recorded no row digests, and customers derived before it have
+    # no state digest until a run derives them again (reconcile allows that).
+    set_meta(db, "upgraded_to_5", str(next_run_id(db)))
     views.create_views(db)
     set_meta(db, "schema_version", SCHEMA_VERSION)
     db.conn.commit()

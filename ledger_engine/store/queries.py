@@ -34,6 +34,7 @@ from ledger_engine.core.model import (
     Rejection,
     WalletResult,
 )
+from ledger_engine.store import runlog
 from ledger_engine.store.views import VIEWS
 
 INSERT_BATCH_SIZE = 5000  # event lines checked and inserted per batch
@@ -794,6 +795,17 @@ def pending_customers(db: sqlite_utils.Database) -> dict[str, str]:
     )
 
 
+def customers_without_row(db: sqlite_utils.Database) -> list[str]:
+    """Customers that derived rows name (lots, verdicts, periods, checkpoints) but the
+    ``customers`` table does not: rows no derivation wrote."""
+    return _first_column(
+        db,
+        "SELECT customer FROM lots UNION SELECT customer FROM verdicts UNION "
+        "SELECT customer FROM periods UNION SELECT customer FROM checkpoints "
+        "EXCEPT SELECT customer FROM customers ORDER BY 1",
+    )
+
+
 def customers(db: sqlite_utils.Database) -> list[tuple[str, str]]:
     """Every known customer with its segment."""
     return db.execute("SELECT customer, segment FROM customers").fetchall()
@@ -869,8 +881,9 @@ def _summary_rows(placed: Placed, position: int):
     return row, [{**base, "account": a, "amount": c} for a, c in summary.postings]
 
 
-def record_postings(db: sqlite_utils.Database, placed: Iterable[Placed]) -> int:
-    """Records a run's GL summaries and subledger entries; returns how many."""
+def record_postings(db: sqlite_utils.Database, placed: Iterable[Placed]) -> tuple[int, dict]:
+    """Records a run's GL summaries and subledger entries; returns how many, and the
+    digests of the rows (for the run's record, :mod:`ledger_engine.store.runlog`)."""
     txn_rows: list[dict] = []
     posting_rows: list[dict] = []
     for item in placed:
@@ -883,7 +896,7 @@ def record_postings(db: sqlite_utils.Database, placed: Iterable[Placed]) -> int:
             posting_rows += rows
     insert_dicts(db, "transactions", txn_rows)
     insert_dicts(db, "postings", posting_rows)
-    return len(txn_rows)
+    return len(txn_rows), runlog.transaction_digests(txn_rows, posting_rows)
 
 
 def posting_sums(
@@ -1058,36 +1071,6 @@ def record_closed_month(db, month: str, closed_at: str, run_id: int, files: dict
             "files": json.dumps(files, sort_keys=True),
         }
     )
-
-
-# ------------------------------------------------------------------------ run log
-
-
-def next_run_id(db: sqlite_utils.Database) -> int:
-    return (db.execute("SELECT max(run_id) FROM runs").fetchone()[0] or 0) + 1
-
-
-def run_hash(run: dict) -> str:
-    """The SHA-256 of a run record without its own hash (it covers ``prev_hash``)."""
-    fields = {k: v for k, v in run.items() if k != "hash"}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-
-
-def record_run(db: sqlite_utils.Database, run: dict) -> str:
-    """Appends a run to the hash-chained run log; returns its hash."""
-    row = db.execute("SELECT hash FROM runs ORDER BY run_id DESC LIMIT 1").fetchone()
-    run = {**run, "prev_hash": row[0] if row else "0" * 64}
-    run["hash"] = run_hash(run)
-    db["runs"].insert(run)
-    return run["hash"]
-
-
-def runs(db: sqlite_utils.Database) -> Iterator[dict]:
-    """The run log, oldest first, as dicts of its columns."""
-    cursor = db.execute("SELECT * FROM runs ORDER BY run_id")
-    columns = [column[0] for column in cursor.description]
-    for row in cursor.fetchall():
-        yield dict(zip(columns, row, strict=True))
 
 
 # --------------------------------------------------------------------------- trace

@@ -79,11 +79,21 @@ CREATE TABLE IF NOT EXISTS journal_files (
     path TEXT PRIMARY KEY, length INTEGER NOT NULL, sha256 TEXT NOT NULL, month TEXT,
     sealed INTEGER NOT NULL DEFAULT 0
 );
+-- The hash-chained run log (store/runlog.py).  details (schema 5): who ran what, the rules
+-- file's SHA-256, the journal files' lengths and the digests of the rows the run wrote
+-- (JSON); '{}' for runs recorded before.
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY, command TEXT NOT NULL, started TEXT NOT NULL,
     finished TEXT NOT NULL, through TEXT, inputs TEXT NOT NULL, counts TEXT NOT NULL,
-    files TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+    files TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
 );
+-- Schema 5: the digest of each customer's derived state after each run that derived it;
+-- the run's record covers the list (store/runlog.py).
+CREATE TABLE IF NOT EXISTS state_digests (
+    customer TEXT NOT NULL, run_id INTEGER NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (customer, run_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS closed_months (
     month TEXT PRIMARY KEY, closed_at TEXT NOT NULL, run_id INTEGER NOT NULL,
     files TEXT NOT NULL

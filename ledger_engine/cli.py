@@ -22,12 +22,26 @@ from ledger_engine import close as close_command
 from ledger_engine import commit, finance, reports
 from ledger_engine import post as post_command
 from ledger_engine import reconcile as reconcile_command
+from ledger_engine import replay as replay_command
 from ledger_engine import trace as trace_command
 from ledger_engine.core import dates
 from ledger_engine.core.errors import LedgerError
 from ledger_engine.rules import DEFAULT_CATALOGUE_PATH, parse_rules
 
 EXIT_DIFFERENCES = 1
+# What reconcile --replay runs again: the commands themselves, quietly, on scratch books.
+REPLAY_COMMANDS = replay_command.Commands(
+    post=lambda books, paths, through, full: post_command.post(books, paths, through, full=full),
+    close=close_command.close_month,
+    init=commit.create_books,
+)
+
+
+def invocation() -> tuple[str, ...]:
+    """The command line of this process (for the run log): the program, then its words."""
+    return ("ledger-engine", *sys.argv[1:])
+
+
 EXIT_STRICT_REJECTIONS = 3
 
 
@@ -175,7 +189,9 @@ def post(
     progress, display = _progress(not as_json and sys.stdout.isatty())
     try:
         with expected_errors():
-            result = post_command.post(books_dir, files, through, progress, wait_seconds, full)
+            result = post_command.post(
+                books_dir, files, through, progress, wait_seconds, full, invocation()
+            )
     finally:
         if display is not None:
             display.close()
@@ -247,10 +263,20 @@ def transactions(books_dir: Path, customer: str, month: str | None, as_json: boo
     metavar="SHA256",
     help="A seal printed by close and kept outside the books: check the chain against it.",
 )
-def reconcile(books_dir: Path, as_json: bool, kept_seal: str | None):
+@click.option(
+    "--replay",
+    is_flag=True,
+    help="Also derive the whole books again from the stored inputs and rules, and compare "
+    "them byte for byte with the journals and the store (slow: a run of every run).",
+)
+def reconcile(books_dir: Path, as_json: bool, kept_seal: str | None, replay: bool):
     """Check the books; exit 1 listing every difference found."""
     with expected_errors():
         report = reconcile_command.reconcile(books_dir, kept_seal)
+        if replay:
+            report = reconcile_command.with_replay(
+                report, replay_command.replay(books_dir, REPLAY_COMMANDS)
+            )
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=1))
     else:
@@ -355,7 +381,7 @@ def trace(books_dir: Path, ref: str, as_json: bool):
 def close(books_dir: Path, month: str, wait_seconds: float):
     """Close calendar MONTH: seal its files and assert every balance after it."""
     with expected_errors():
-        result = close_command.close_month(books_dir, month, wait_seconds)
+        result = close_command.close_month(books_dir, month, wait_seconds, invocation())
     click.echo(
         f"Closed {result.month}: {result.files_sealed} files sealed, "
         f"{result.balance_assertions} balance assertions written."

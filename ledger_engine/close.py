@@ -49,7 +49,9 @@ def check_closable(db: sqlite_utils.Database, month: str) -> None:
         )
 
 
-def close_month(books_dir: Path, month: str, wait_seconds: float = 0) -> CloseResult:
+def close_month(
+    books_dir: Path, month: str, wait_seconds: float = 0, invocation: tuple[str, ...] = ()
+) -> CloseResult:
     """Closes calendar month ``month`` (``YYYY-MM``) of the books at ``books_dir``.
 
     Raises:
@@ -57,7 +59,7 @@ def close_month(books_dir: Path, month: str, wait_seconds: float = 0) -> CloseRe
             refuses such a month before it calls this).
     """
     next_day = dates.first_of_next_month(dates.parse_calendar_month(month))
-    with commit.writing(books_dir, wait_seconds) as run:
+    with commit.writing(books_dir, wait_seconds, invocation) as run:
         check_closable(run.db, month)
         return _close(run, month, next_day)
 
@@ -119,10 +121,11 @@ def _close(run: commit.Run, month: str, next_day: datetime.date) -> CloseResult:
     )
     count = len(accounts.GL_ACCOUNTS) + _assert_balances(run, writer, next_day)
     writer.write()
-    queries.record_closed_month(run.db, month, commit.now_text(), run.run_id, files)
+    closed_at = commit.now_text()
+    queries.record_closed_month(run.db, month, closed_at, run.run_id, files)
     write_point("run log")
-    counts = {"files_sealed": len(files), "balance_assertions": count, "seal_sha256": seal}
-    rules_sha256 = commit.read_rules(run.books_dir).sha256
-    commit.record_run(run, commit.RunRecord(f"close {month}", None, [], counts, rules_sha256, {}),
-                      writer)  # fmt: skip
+    counts = {"files_sealed": len(files), "balance_assertions": count, "seal_sha256": seal,
+              "closed_at": closed_at}  # fmt: skip
+    rules = commit.read_rules(run.books_dir)
+    commit.record_run(run, commit.RunRecord(f"close {month}", None, [], counts, rules, {}), writer)
     return CloseResult(month, len(files), count, seal)

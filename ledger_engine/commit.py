@@ -213,17 +213,18 @@ class JournalWriter:
         return {path: file.sha256 for path, file in self.written.items()}
 
 
-def read_rules(books_dir: Path) -> Rules:
-    """The books' rules file, read inside the books without following a link; a file that
-    is not UTF-8 is a :class:`RulesError` like any other bad rules file."""
+def read_rules(books_dir: Path) -> tuple[Rules, str]:
+    """The books' rules file and its text, read inside the books without following a link;
+    a file that is not UTF-8 is a :class:`RulesError` like any other bad rules file."""
     try:
         data = confined.read_bytes(books_dir, layout.RULES_NAME)
     except OSError as error:
         raise RulesError(f"cannot read {layout.RULES_NAME}: {error.strerror or error}") from None
     try:
-        return parse_rules(data.decode("utf-8"))
+        text_ = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise RulesError(f"{layout.RULES_NAME} is not UTF-8 text: {error.reason}") from None
+    return parse_rules(text_), text_
 
 
 class RunRecord(NamedTuple):
@@ -233,8 +234,9 @@ class RunRecord(NamedTuple):
     through: str | None
     inputs: list[dict]
     counts: dict
-    rules_sha256: str
+    rules: tuple[Rules, str]  # the rules file in force for the run, and its text
     digests: dict[str, str]  # of the rows it wrote (store.runlog)
+    options: dict = {}  # how it ran, as a replay must run it again (post: "full")
 
 
 def _who() -> dict[str, str]:
@@ -246,8 +248,11 @@ def _who() -> dict[str, str]:
 
 
 def record_run(run: Run, record: RunRecord, writer: JournalWriter) -> str:
-    """Appends the run to the hash-chained run log; returns its hash."""
+    """Appends the run to the hash-chained run log (and keeps its rules text); returns its
+    hash."""
     written = writer.written
+    rules, rules_text = record.rules
+    queries.keep_rules_text(run.db, rules.sha256, rules_text)
     digests = {
         "events": runlog.digest_of(()),
         "transactions": runlog.digest_of(()),
@@ -261,8 +266,9 @@ def record_run(run: Run, record: RunRecord, writer: JournalWriter) -> str:
         "arguments": list(run.invocation),
         "engine": __version__,
         **_who(),
-        "rules_sha256": record.rules_sha256,
+        "rules_sha256": rules.sha256,
         "lengths": {path: file.length for path, file in sorted(written.items())},
+        "options": record.options,
         "digests": dict(sorted(digests.items())),
     }
     return runlog.record_run(

@@ -114,6 +114,7 @@ def post(
     progress: Progress = NO_PROGRESS,
     wait_seconds: float = 0,
     full: bool = False,
+    invocation: tuple[str, ...] = (),
 ) -> PostResult:
     """Runs the nightly job on the books at ``books_dir``.
 
@@ -125,6 +126,7 @@ def post(
         wait_seconds: how long to wait for another run's lock.
         full: derive every known customer from its first event (no checkpoint is read;
             all are written afresh): the reference derivation, and a repair.
+        invocation: the command line, for the run log.
 
     Returns:
         The counts of the run.
@@ -136,7 +138,7 @@ def post(
     if through is not None and not dates.BOOKING_DAY_MIN <= through <= dates.BOOKING_DAY_MAX:
         calendar = f"{dates.BOOKING_DAY_MIN} to {dates.BOOKING_DAY_MAX}"
         raise ValueError(f"{through} is not in the books' calendar ({calendar})")
-    with commit.writing(books_dir, wait_seconds) as run, worker.no_cycle_collector():
+    with commit.writing(books_dir, wait_seconds, invocation) as run, worker.no_cycle_collector():
         helper = worker.Worker(books_dir) if worker.use_worker(list(paths)) else None
         try:
             result = _post_run(run, paths, through, progress, full, helper)
@@ -166,7 +168,7 @@ def _post_run(
     run: commit.Run, paths, through, progress: Progress, full: bool, helper
 ) -> PostResult:
     db = run.db
-    rules = commit.read_rules(run.books_dir)
+    rules, rules_text = commit.read_rules(run.books_dir)
     zone = dates.load_zone(run.timezone)
     through = through or dates.yesterday(datetime.datetime.now(datetime.UTC), zone)
     ingested = ingest_files(db, paths, run.run_id, run.currency, zone, progress.lines, helper)
@@ -194,6 +196,7 @@ def _post_run(
     write_point("run log")
     digests = {"events": ingested.events_digest, "state": state}
     record = commit.RunRecord("post", through.isoformat(), list(ingested.inputs),
-                              result.as_json(), rules.sha256, digests)  # fmt: skip
+                              result.as_json(), (rules, rules_text), digests,
+                              {"full": full})  # fmt: skip
     commit.record_run(run, record, writer)
     return result

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import itertools
 import json
+import sqlite3
 import stat
 import zlib
 from collections import defaultdict
@@ -148,6 +149,10 @@ def _file_difference(books_dir: Path, relative: str, recorded) -> Difference | N
     if digest != recorded.sha256:
         message = f"{what} changed since it was written"
         return Difference("files", message, relative, expected=recorded.sha256, found=digest)
+    if size != recorded.length:
+        message = f"{what} is not the length the store records"
+        return Difference("files", message, relative, expected=repr(recorded.length),
+                          found=str(size))  # fmt: skip
     return None
 
 
@@ -160,6 +165,9 @@ def _record_difference(relative, recorded) -> Difference | None:
     if not isinstance(recorded.length, int) or recorded.length < 0:
         message = "the store's record of the journal file is not readable"
         return Difference("files", message, str(relative), found=repr(recorded))
+    if recorded.month != layout.month_of_path(relative):
+        message = "the store's month of the journal file is not the month of its name"
+        return Difference("files", message, str(relative), found=repr(recorded.month))
     return None
 
 
@@ -297,10 +305,41 @@ def _state_differences(ctx: Context) -> list[Difference]:
     return differences
 
 
+def _kept_differences(ctx: Context) -> list[Difference]:
+    """What the store keeps besides rows: each rules text under its own SHA-256, and the
+    last day posted as the post runs of the log say."""
+    differences = [
+        Difference(
+            "rules", f"the store's rules text {sha256[:12]}... is not what its SHA-256 names"
+        )
+        for sha256, text_ in queries.rules_texts(ctx.db)
+        if hashlib.sha256(text_.encode()).hexdigest() != sha256
+    ]
+    posted = [
+        run["through"] for run in runlog.runs(ctx.db)
+        if run["command"] == "post" and isinstance(run["through"], str)
+    ]  # fmt: skip
+    closes = {
+        run["run_id"]: (run["command"], _json_object(run["counts"]) or {})
+        for run in runlog.runs(ctx.db)
+    }
+    for month, closed_at, run_id in queries.closed_month_times(ctx.db):
+        command, counts = closes.get(run_id, (None, {}))
+        if command != f"close {month}" or counts.get("closed_at", closed_at) != closed_at:
+            message = f"the store's record of closing {month} is not what its close run wrote"
+            differences.append(Difference("seals", message, found=f"run {run_id!r}, {closed_at!r}"))
+    last = queries.get_meta(ctx.db, "posted_through")
+    if posted and last != max(posted):
+        message = "the store's last posted day is not the last day a post run posted"
+        differences.append(Difference("run_log", message, None, None, None, max(posted), last))
+    return differences
+
+
 def check_rows(ctx: Context) -> list[Difference]:
     """Every row a run wrote is as it wrote it (SPEC v3 §6: a deleted, added or edited row
     is a difference); the rules file is the one the last run used."""
     differences = _row_digest_differences(ctx) + _state_differences(ctx)
+    differences += _kept_differences(ctx)
     recorded = [d.get("rules_sha256") for d in ctx.run_log.details.values() if d]
     if recorded and recorded[-1]:
         try:
@@ -654,6 +693,28 @@ CHECKS = (
 )
 
 
+# What a check meets when someone wrote into the store what no run writes (a value its SQL
+# cannot read, JSON that is none, a block that does not decompress).
+UNREADABLE = (sqlite3.DatabaseError, ValueError, zlib.error)
+
+
+def _run(check: Callable[[Context], list[Difference]], ctx: Context) -> list[Difference]:
+    """One check's differences; a store it cannot read is a difference of its own, so the
+    other checks still run and reconcile never ends in a traceback over hostile rows."""
+    try:
+        return check(ctx)
+    except UNREADABLE as error:
+        name = check.__name__.removeprefix("check_")
+        return [Difference(name, f"the store holds what the check cannot read: {error}")]
+
+
+def with_replay(report: Report, replayed) -> Report:
+    """A report with what ``reconcile --replay`` found (:mod:`ledger_engine.replay`)."""
+    found = tuple(Difference(check, message, file) for check, message, file in replayed.differences)
+    checked = {**report.checked, "replayed_runs": replayed.runs}
+    return report._replace(differences=report.differences + found, checked=checked)
+
+
 def reconcile(books_dir: Path, kept_seal: str | None = None) -> Report:
     """Runs every check of SPEC §6 on the books (holding their lock); never modifies them.
 
@@ -668,7 +729,7 @@ def reconcile(books_dir: Path, kept_seal: str | None = None) -> Report:
         gl = journals.gl_root(queries.books_settings(db).currency)
         ctx = Context(books_dir, db, load, _run_log_evidence(db), walk_books(books_dir), gl,
                       kept_seal, [])  # fmt: skip
-        differences = [difference for check in CHECKS for difference in check(ctx)]
+        differences = [difference for check in CHECKS for difference in _run(check, ctx)]
         counts = queries.counts(db)
         checked = {
             "journal_files": counts["journal_files"],

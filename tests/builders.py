@@ -129,6 +129,16 @@ def lots_match_wallets(books_dir: Path) -> None:
             assert Decimal(credits - charges - breakage) / 100 == -wallet
 
 
+def replay_clean(books_dir: Path) -> None:
+    """``reconcile --replay`` finds nothing: the books derived again from the stored inputs
+    and rules are these books, byte for byte, and so are the derived store rows."""
+    from ledger_engine.cli import REPLAY_COMMANDS
+    from ledger_engine.replay import replay
+
+    replayed = replay(books_dir, REPLAY_COMMANDS, progress=False)
+    assert replayed.differences == [], replayed.differences
+
+
 def journal_bytes(books_dir: Path) -> dict[str, bytes]:
     """Every journal file's bytes, by relative path."""
     return {

@@ -11,7 +11,16 @@ import json
 from pathlib import Path
 
 import pytest
-from builders import Crash, crash_at, init_books, journal_bytes, read_store, sub, use
+from builders import (
+    Crash,
+    crash_at,
+    init_books,
+    journal_bytes,
+    read_store,
+    replay_clean,
+    sub,
+    use,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,6 +97,11 @@ class Twins:
     def assert_same(self) -> None:
         assert journal_bytes(self.fast) == journal_bytes(self.full)
         assert derived_rows(self.fast) == derived_rows(self.full)
+
+    def assert_replayed(self) -> None:
+        """reconcile --replay is clean on both: the books are their evidence derived again."""
+        replay_clean(self.fast)
+        replay_clean(self.full)
 
 
 PLANS = st.sampled_from(["essentials", "boost", "pro", "enterprise", "trial"])
@@ -179,6 +193,7 @@ def test_incremental_nights_are_the_full_derivation_byte_for_byte(tmp_path_facto
             twins.close(month)  # later events of November become late corrections
             closed.add(month)
         twins.assert_same()
+    twins.assert_replayed()
 
 
 def test_a_late_autopilot_event_reclassifies_a_conversation_of_an_earlier_night(tmp_path):

@@ -35,6 +35,7 @@ ALLOWED = {
     "reports": {"core", "rules", "books", "store", "commit"},
     "trace": {"core", "rules", "books", "store", "commit"},
     "finance": {"core", "rules", "books", "store", "commit"},
+    "replay": {"core", "rules", "books", "store", "commit"},
     "cli": {
         "core",
         "rules",
@@ -45,6 +46,7 @@ ALLOWED = {
         "reports",
         "trace",
         "finance",
+        "replay",
     },  # fmt: skip
     "__main__": {"cli"},
     "__init__": set(),

@@ -206,11 +206,14 @@ def test_kill_9_at_random_moments(tmp_path):
         for i in range(6000)
     ]
     events.write_text("\n".join(lines) + "\n")
-    uninterrupted = init_books(tmp_path / "uninterrupted")
-    started = time.monotonic()
-    timed = cli("post", uninterrupted, events, "--through", "2026-11-30")
-    timed.communicate(timeout=120)
-    duration = time.monotonic() - started
+    durations = []
+    for attempt in range(2):  # the first run pays for cold caches: time a warm one too
+        uninterrupted = init_books(tmp_path / f"uninterrupted-{attempt}")
+        started = time.monotonic()
+        timed = cli("post", uninterrupted, events, "--through", "2026-11-30")
+        timed.communicate(timeout=120)
+        durations.append(time.monotonic() - started)
+    duration = min(durations)
     expected = journal_bytes(uninterrupted)
     killed = 0
     for fraction in (0.2, 0.4, 0.6, 0.75, 0.9):

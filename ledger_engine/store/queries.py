@@ -77,6 +77,20 @@ def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
 
 
+def keep_rules_text(db: sqlite_utils.Database, sha256: str, text: str) -> None:
+    """Keeps a rules file a run used (once per content)."""
+    db.execute("INSERT OR IGNORE INTO rules_texts (sha256, text) VALUES (?, ?)", [sha256, text])
+
+
+def rules_text(db: sqlite_utils.Database, sha256: str) -> str | None:
+    row = db.execute("SELECT text FROM rules_texts WHERE sha256 = ?", [sha256]).fetchone()
+    return row[0] if row else None
+
+
+def rules_texts(db: sqlite_utils.Database) -> list[tuple[str, str]]:
+    return db.execute("SELECT sha256, text FROM rules_texts ORDER BY sha256").fetchall()
+
+
 def insert_dicts(db: sqlite_utils.Database, table: str, rows: Iterable[dict], conflict="") -> int:
     """Bulk-inserts dicts that share their keys, with one prepared statement.
 
@@ -1051,6 +1065,13 @@ def closed_month_records(db: sqlite_utils.Database) -> list[ClosedMonth]:
             "SELECT month, files, run_id FROM closed_months ORDER BY month"
         )
     ]
+
+
+def closed_month_times(db: sqlite_utils.Database) -> list[tuple]:
+    """``(month, closed_at, run_id)`` of every closed month."""
+    return db.execute(
+        "SELECT month, closed_at, run_id FROM closed_months ORDER BY month"
+    ).fetchall()
 
 
 def first_open_day(db: sqlite_utils.Database) -> datetime.date | None:

@@ -88,6 +88,9 @@ CREATE TABLE IF NOT EXISTS runs (
     files TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
     details TEXT NOT NULL DEFAULT '{}'
 );
+-- Schema 5: every rules file a run used, by its SHA-256 (the rules are part of the history:
+-- a replay derives each run under the rules it recorded).
+CREATE TABLE IF NOT EXISTS rules_texts (sha256 TEXT PRIMARY KEY, text TEXT NOT NULL);
 -- Schema 5: the digest of each customer's derived state after each run that derived it;
 -- the run's record covers the list (store/runlog.py).
 CREATE TABLE IF NOT EXISTS state_digests (

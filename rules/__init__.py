@@ -69,6 +69,16 @@ class Rules(NamedTuple):
         return chosen
 
 
+# Named limits: a rules file past them is refused (every day the engine computes from them
+# must stay inside the calendar; SPEC v3 §2 keeps booking days in 1970-01-01 .. 9998-12-31).
+MONEY_MAX = Decimal("1000000000.00")
+COUNT_MAX = 100_000_000  # included conversations, the trial's unit cap
+# A top-up bought on the last booking day (9998-12-31) then expires in 9999-11 at the
+# latest, and is expired on a day of the calendar; a commitment lasts a year at most.
+TOP_UP_EXTRA_MONTHS_MAX = 11
+COMMITMENT_BILLING_MONTHS_MAX = 12
+
+
 def _money(value: object, where: str) -> Decimal:
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise RulesError(f'{where}: money must be a string like "0.30" or an integer')
@@ -76,14 +86,16 @@ def _money(value: object, where: str) -> Decimal:
         amount = Decimal(str(value))
     except InvalidOperation:
         raise RulesError(f"{where}: not a decimal: {value!r}") from None
-    if amount < 0 or amount != amount.quantize(CENT):
+    if amount.is_finite() and amount > MONEY_MAX:
+        raise RulesError(f"{where}: larger than the limit {MONEY_MAX}: {value!r}")
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(CENT):
         raise RulesError(f"{where}: must be >= 0 with at most 2 decimal places: {value!r}")
     return amount.quantize(CENT)
 
 
-def _count(value: object, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise RulesError(f"{where}: must be a whole number >= 0")
+def _count(value: object, where: str, most: int = COUNT_MAX) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
+        raise RulesError(f"{where}: must be a whole number from 0 to {most}")
     return value
 
 
@@ -164,13 +176,16 @@ def parse_rules(text: str) -> Rules:
         trial_unit_cap=_count(_require(trial, "unit_cap", "trial"), "trial.unit_cap"),
         auto_top_up=policy,
         top_up_extra_months=_count(
-            _require(expiry, "top_up_extra_months", "expiry"), "expiry.top_up_extra_months"
+            _require(expiry, "top_up_extra_months", "expiry"),
+            "expiry.top_up_extra_months",
+            TOP_UP_EXTRA_MONTHS_MAX,
         ),
         commitment_billing_months=max(
             1,
             _count(
                 _require(expiry, "commitment_billing_months", "expiry"),
                 "expiry.commitment_billing_months",
+                COMMITMENT_BILLING_MONTHS_MAX,
             ),
         ),
         sha256=hashlib.sha256(text.encode()).hexdigest(),

@@ -731,7 +731,7 @@ class Bench:
         the counts it printed (printed too)."""
         self.step(f"{label}: ledger-engine post")
         command = [self.engine, "post", str(books), str(path)]
-        command += ["--through", night.isoformat(), "--json"]
+        command += ["--through", night.isoformat(), "--allow-future", "--json"]
         result = run_child(command, scratch=self.out)
         ok = self.failures.check(
             result.returncode == 0,

@@ -181,17 +181,31 @@ def _progress(enabled: bool):
     help="Derive every customer from its first event, not from its last checkpoint "
     "(the reference derivation; a repair). The books come out the same.",
 )
+@click.option(
+    "--allow-future",
+    is_flag=True,
+    help="Post a --through later than today (a future commitment or expiry, once posted, "
+    "cannot be taken back).",
+)
 @wait_option
 def post(
-    books_dir: Path, files, through, as_json: bool, strict: bool, full: bool, wait_seconds: float
+    books_dir: Path,
+    files,
+    through,
+    as_json: bool,
+    strict: bool,
+    full: bool,
+    allow_future: bool,
+    wait_seconds: float,
 ):
     """Ingest event FILES (- for stdin) and post every day up to --through."""
     progress, display = _progress(not as_json and sys.stdout.isatty())
     try:
         with expected_errors():
             result = post_command.post(
-                books_dir, files, through, progress, wait_seconds, full, invocation()
-            )
+                books_dir, files, through, progress, wait_seconds, full, invocation(),
+                refuse_future=not allow_future,
+            )  # fmt: skip
     finally:
         if display is not None:
             display.close()

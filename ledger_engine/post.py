@@ -24,6 +24,7 @@ import sqlite_utils
 from ledger_engine import commit, derive, worker
 from ledger_engine.books.files import write_point
 from ledger_engine.core import dates
+from ledger_engine.core.errors import FutureDay
 from ledger_engine.core.model import NewEntry, RunEvents
 from ledger_engine.core.planner import plan_gl_summaries
 from ledger_engine.ingest import IngestResult, ingest_files
@@ -115,6 +116,7 @@ def post(
     wait_seconds: float = 0,
     full: bool = False,
     invocation: tuple[str, ...] = (),
+    refuse_future: bool = False,
 ) -> PostResult:
     """Runs the nightly job on the books at ``books_dir``.
 
@@ -127,6 +129,9 @@ def post(
         full: derive every known customer from its first event (no checkpoint is read;
             all are written afresh): the reference derivation, and a repair.
         invocation: the command line, for the run log.
+        refuse_future: refuse a ``through`` later than today in the books' timezone (the
+            command line's guard, SPEC v3 §6: a future commitment or expiry, once posted,
+            cannot be taken back; ``--allow-future`` lifts it).
 
     Returns:
         The counts of the run.
@@ -141,12 +146,24 @@ def post(
     with commit.writing(books_dir, wait_seconds, invocation) as run, worker.no_cycle_collector():
         helper = worker.Worker(books_dir) if worker.use_worker(list(paths)) else None
         try:
+            if refuse_future:
+                _refuse_future(run, through)
             result = _post_run(run, paths, through, progress, full, helper)
         finally:
             if helper:
                 helper.close()
     write_point("after commit")
     return result
+
+
+def _refuse_future(run: commit.Run, through: datetime.date | None) -> None:
+    today = datetime.datetime.now(datetime.UTC).astimezone(dates.load_zone(run.timezone)).date()
+    if through is not None and through > today:
+        raise FutureDay(
+            f"--through {through} is later than today ({today} in the books' timezone "
+            f"{run.timezone}): a future commitment or expiry, once posted, cannot be taken "
+            "back; give --allow-future to post it anyway"
+        )
 
 
 def _result(run: commit.Run, ingested: IngestResult, through, written: int) -> PostResult:
@@ -157,7 +174,7 @@ def _result(run: commit.Run, ingested: IngestResult, through, written: int) -> P
         accepted=ingested.read - ingested.duplicates - sum(rejected.values()),
         duplicates=ingested.duplicates,
         rejected=dict(sorted(rejected.items())),
-        posted_through=through.isoformat(),
+        posted_through=queries.posted_through(run.db).isoformat(),
         transactions_written=written,
         run_id=run.run_id,
         repaired=run.repaired,
@@ -190,8 +207,8 @@ def _post_run(
     entries = _derive_customers(db, derived, context, writer, progress, ingested.memory, helper)
     written = writer.write_summaries(plan_gl_summaries(entries, run.run_id))
     writer.write()
-    result = _result(run, ingested, through, written)
     queries.set_posted_through(db, max(through, posted_before) if posted_before else through)
+    result = _result(run, ingested, through, written)
     state = runlog.record_state_digests(db, run.run_id, list(derived))
     write_point("run log")
     digests = {"events": ingested.events_digest, "state": state}

@@ -19,7 +19,7 @@ $LEDGER_ENGINE init "$BOOKS" --timezone Europe/Berlin
 
 post() {  # post FILE THROUGH
     echo "== $1 (through $2)" >&2
-    $LEDGER_ENGINE post "$BOOKS" "$1" --through "$2" --json
+    $LEDGER_ENGINE post "$BOOKS" "$1" --through "$2" --allow-future --json
 }
 
 post "$EVENTS/2026-10-night.jsonl" 2026-10-31

@@ -15,8 +15,8 @@ ledger-engine init "$BOOKS" --timezone Europe/Berlin
 ledger-engine post "$BOOKS" sample_books/events/2026-10-night.jsonl --through 2026-10-31
 ledger-engine post "$BOOKS" sample_books/events/2026-11-night.jsonl --through 2026-11-30
 ledger-engine close "$BOOKS" 2026-10
-ledger-engine post "$BOOKS" sample_books/events/2026-12-late.jsonl --through 2026-12-31
-ledger-engine post "$BOOKS" sample_books/events/2026-12-finance.jsonl --through 2026-12-31
+ledger-engine post "$BOOKS" sample_books/events/2026-12-late.jsonl --through 2026-12-31 --allow-future
+ledger-engine post "$BOOKS" sample_books/events/2026-12-finance.jsonl --through 2026-12-31 --allow-future
 ledger-engine reconcile "$BOOKS"
 ledger-engine report "$BOOKS" wallet-rollforward
 echo "Books in $BOOKS: try  .venv/bin/bean-query $BOOKS/ledger.beancount '.run revenue_by_month'"

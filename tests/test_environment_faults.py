@@ -33,7 +33,7 @@ READERS = [
     ("transactions", "acme-gmbh"),
 ]
 WRITERS = [
-    ("post", str(EVENTS / "2026-12-late.jsonl"), "--through", "2026-12-31"),
+    ("post", str(EVENTS / "2026-12-late.jsonl"), "--through", "2026-12-31", "--allow-future"),
     ("close", "2026-11"),
 ]
 

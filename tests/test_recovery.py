@@ -77,7 +77,10 @@ def test_a_sealed_file_with_text_appended_stops_post_and_close(poster, books):
     sealed.write_bytes(original + TAIL.encode())
     before = journal_bytes(books)
     events = poster.write([use("acme", "2026-12-02T10:00:00Z", "b")])
-    for args in (("post", books, events, "--through", "2026-12-31"), ("close", books, "2026-12")):
+    for args in (
+        ("post", books, events, "--through", "2026-12-31", "--allow-future"),
+        ("close", books, "2026-12"),
+    ):
         result = CliRunner().invoke(main, [str(a) for a in args])
         assert result.exit_code == 1
         assert result.stderr == (
@@ -86,7 +89,9 @@ def test_a_sealed_file_with_text_appended_stops_post_and_close(poster, books):
         )
     assert journal_bytes(books) == before and not (books / "recovered").exists()
     sealed.write_bytes(original)  # restored from a backup: the books post again
-    assert run_cli("post", books, events, "--through", "2026-12-31").exit_code == 0
+    assert (
+        run_cli("post", books, events, "--through", "2026-12-31", "--allow-future").exit_code == 0
+    )
     assert reconcile(books).ok
 
 
@@ -97,7 +102,7 @@ def test_a_sealed_file_edited_in_place_stops_post(poster, books):
     text = sealed.read_text()
     sealed.write_text(text.replace("customers: 1", "customers: 9", 1))  # same size
     assert len(sealed.read_text()) == len(text)
-    result = run_cli("post", books, poster.write([]), "--through", "2026-12-31")
+    result = run_cli("post", books, poster.write([]), "--through", "2026-12-31", "--allow-future")
     assert result.exit_code == 1 and "gl/2026/2026-11.beancount differs from its seal" in (
         result.output
     )

@@ -60,6 +60,10 @@ class UnknownCustomer(LedgerError):
     """A report asked for a customer the books do not know."""
 
 
+class FutureDay(LedgerError):
+    """``post --through`` a day after today without ``--allow-future``."""
+
+
 class InputFileError(LedgerError):
     """An input file of ``post`` could not be read."""
 

@@ -103,11 +103,16 @@ def line_text(batch: Batch, number: int) -> str:
 
 
 def check_batch(
-    numbered: list[tuple[int, bytes]], context: ReadContext, block: int, keep: bool = False
+    numbered: list[tuple[int, bytes]],
+    context: ReadContext,
+    block: int,
+    keep: bool = False,
+    long_lines: dict[int, int] | None = None,
 ) -> tuple[list[tuple], list[dict], list[Event] | None]:
     """The schema checks of a batch of ``(line number, raw bytes)``: the events rows of the
     valid lines, the quarantine rows of the others, and (``keep``) the valid events.  A
-    line of a plain shape takes the fast path; every other one gets :func:`check_line`."""
+    line of a plain shape takes the fast path; every other one gets :func:`check_line`.
+    ``long_lines``: the lengths of the lines longer than the limit (cut, so rejected)."""
     valid, rejected, checked = [], [], []
     fast, check, row = events.fast_check, events.check_line, queries.event_row
     name, currency, zone, run_id = context.name, context.currency, context.zone, context.run_id
@@ -116,7 +121,10 @@ def check_batch(
         if found is None:
             line = check(raw, name, number, currency, zone)
             if line.event is None:
-                rejected.append(queries.quarantine_row(line, line.rejection, run_id))
+                rejection = line.rejection
+                if long_lines and number in long_lines:
+                    rejection = events.long_line_rejection(long_lines[number])
+                rejected.append(queries.quarantine_row(line, rejection, run_id))
                 continue
             found = line.event, line.content
         valid.append(row(found[0], found[1], block, number, run_id))
@@ -129,9 +137,9 @@ def read_batches(
 ) -> Iterator[Batch | Done]:
     """Reads and checks an input in batches (with their events, if ``keep``); the last item
     is :class:`Done`."""
-    blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE)
+    blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE, context.name)
     for block, read in enumerate(blocks, context.first_block):
-        valid, rejected, checked = check_batch(read.lines, context, block, keep)
+        valid, rejected, checked = check_batch(read.lines, context, block, keep, read.long_lines)
         yield Batch(block, read.first_line, read.data, len(read.lines), valid, rejected, checked)
     yield Done(blocks.sha256)
 

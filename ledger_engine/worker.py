@@ -163,11 +163,12 @@ class Worker:
             self._start()
         self._send(("read", path, context, RUN_CHECKS_EVERY))
         with Path(path).open("rb") as stream:
-            blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE)
+            blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE, context.name)
             for index, read in enumerate(blocks):
                 block = context.first_block + index
                 if index % RUN_CHECKS_EVERY == 0:
-                    rows, rejected, checked = check_batch(read.lines, context, block, True)
+                    rows, rejected, checked = check_batch(read.lines, context, block, True,
+                                                          read.long_lines)  # fmt: skip
                     earlier = None
                 else:
                     item = self._receive()
@@ -314,12 +315,13 @@ class _Serving:
         share, line_at, kept = in_worker_share, queries.ROW_LINE, self.checked
         known = Known(self.db, sees_run=False, run_id=context.run_id)
         with stream:
-            blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE)
+            blocks = events.LineBlocks(stream, INSERT_BATCH_SIZE, context.name)
             for index, read in enumerate(blocks):
                 if index % every == 0:
                     continue  # the run checks this one
                 block = context.first_block + index
-                rows, rejected, checked = check_batch(read.lines, context, block, True)
+                rows, rejected, checked = check_batch(read.lines, context, block, True,
+                                                      read.long_lines)  # fmt: skip
                 theirs = []  # the run's share: the events it keeps (as plain tuples)
                 for row, event in zip(rows, checked, strict=True):
                     if share(event.customer):

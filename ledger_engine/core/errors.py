@@ -60,6 +60,10 @@ class InputFileError(LedgerError):
     """An input file of ``post`` could not be read."""
 
 
+class InputTooLarge(InputFileError):
+    """An input holds more bytes or lines than the limits of one input (an endless one)."""
+
+
 class RulesError(LedgerError):
     """The rules file is unreadable or incomplete."""
 

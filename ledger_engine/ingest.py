@@ -1,20 +1,21 @@
 """Ingest: store checked event files, dedupe by id (SPEC §2).
 
-Each input comes in bounded batches of new events (:class:`~ledger_engine.reading.NewEvents`)
-from a *source*: :class:`LocalSource` reads it in this process (or has a reader process
-check an input too large to keep in memory), and the run's worker process
-(:mod:`ledger_engine.worker`) is another.  Every input is kept once, as compressed blocks of
-its lines.  The new events of this process's share of customers are kept in memory for the
-derivation (``IngestResult.memory``), up to :data:`MEMORY_EVENTS_MAX`; past that the
-derivation reads them back from the store.  Writes go into the caller's open transaction,
-so an interrupted run leaves no event half-ingested.
+Each input is opened once (:class:`~ledger_engine.reading.InputFile`) and read by this
+process alone (a regular file is hashed whole first, to tell a known one, then checked); it
+comes in bounded batches of new events (:class:`~ledger_engine.reading.NewEvents`) from a
+*source*: :class:`LocalSource` checks it in this process (or has a reader process check an
+input too large to keep in memory), and the run's worker process (:mod:`ledger_engine.worker`)
+is another.  Every input is kept once, as compressed blocks of its lines.  The new events of
+this process's share of customers are kept in memory for the derivation
+(``IngestResult.memory``), up to :data:`MEMORY_EVENTS_MAX`; past that the derivation reads
+them back from the store.  Writes go into the caller's open transaction, so an interrupted
+run leaves no event half-ingested.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import sys
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -25,23 +26,24 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
-from ledger_engine.books.files import sha256_file
 from ledger_engine.core.errors import InputFileError
 from ledger_engine.core.model import ID_CONFLICT, Event, RunEvents
 from ledger_engine.reading import (
     MEMORY_INPUT_BYTES_MAX,
     Batch,
     Done,
+    InputFile,
+    InputIdentity,
     Known,
     NewEvents,
     ReadContext,
-    batches_of_file,
+    batches_of_process,
+    check_unchanged,
     read_batches,
     use_process,
 )
 from ledger_engine.store import queries
 
-STDIN_NAME = "<stdin>"
 # A run whose input files hold this many bytes or more (or that reads stdin) keeps its new
 # events in memory for its derivation, up to MEMORY_EVENTS_MAX (about 300 bytes each); a
 # smaller or larger run reads them back from the store, customer by customer (the reference
@@ -62,14 +64,17 @@ class IngestResult(NamedTuple):
     customers: dict[str, datetime.date]  # customer -> the earliest day of its new events
     inputs: tuple[dict, ...]  # {"file", "sha256", "lines"} per input
     memory: RunEvents | None  # this process's share of the new events (None: in the store)
+    opened: tuple[InputIdentity, ...]  # what each input was (checked again before the commit)
 
 
 class Source(Protocol):
     """Where the new events of an input come from."""
 
-    def batches(self, path: str, context: ReadContext, known: Known) -> Iterator[NewEvents | Done]:
-        """The input's batches of new events (told apart by ``known``), then Done (``path``
-        ``-`` is stdin)."""
+    def batches(
+        self, source: InputFile, context: ReadContext, known: Known
+    ) -> Iterator[NewEvents | Done]:
+        """The input's batches of new events (told apart by ``known``), then Done: from
+        ``source``'s one read (:meth:`~ledger_engine.reading.InputFile.read_ahead`)."""
         ...
 
 
@@ -88,24 +93,21 @@ class LocalSource:
     def __init__(self, keep: bool):
         self.keep = keep  # keep every new event (until the ingester says it holds enough)
 
-    def batches(self, path: str, context: ReadContext, known: Known) -> Iterator[NewEvents | Done]:
-        if path == "-":
-            checked = read_batches(sys.stdin.buffer, context, keep=self.keep)
-        elif Path(path).stat().st_size > MEMORY_INPUT_BYTES_MAX and use_process(path):
+    def batches(
+        self, source: InputFile, context: ReadContext, known: Known
+    ) -> Iterator[NewEvents | Done]:
+        checked: Iterator[Batch | Done]
+        if (source.size or 0) > MEMORY_INPUT_BYTES_MAX and use_process(source.path):
             self.keep = False
-            checked = batches_of_file(path, context)
+            checked = batches_of_process(source, context)
         else:
-            checked = self._file(path, context)
+            checked = read_batches(source.read_ahead(), context, keep=self.keep)
         for item in checked:
             if isinstance(item, Done):
                 yield item
                 return
             keep = _everyone if self.keep else _no_one
             yield known.new_events(item, context.name, context.run_id, keep)
-
-    def _file(self, path: str, context: ReadContext) -> Iterator[Batch | Done]:
-        with Path(path).open("rb") as stream:
-            yield from read_batches(stream, context, keep=self.keep)
 
 
 class _Blocks:
@@ -181,6 +183,7 @@ class _Ingester:
         self.kept = 0
         self.dropped_indexes: list[str] | None = None  # decided at the first new input
         self.known = Known(db, True, self.finish, RUN_IDS_IN_MEMORY_MAX, run_id)
+        self.opened: list[InputIdentity] = []
 
     def start_input(self, expected: int) -> None:
         """Before the run's first input that is read (not known already): a bulk load drops
@@ -228,6 +231,11 @@ class _Ingester:
         for event in kept:
             memory[event.customer].append(event)
 
+    def counts(self) -> tuple:
+        """What the ingester has counted and built so far."""
+        return (self.read, self.new_events, self.duplicates, Counter(self.rejected),
+                list(self.dropped_indexes or []))  # fmt: skip
+
     def ingest_batches(self, batches: Iterable[NewEvents | Done], name: str) -> str:
         """Stores every batch of one input; returns its SHA-256."""
         for item in batches:
@@ -238,7 +246,7 @@ class _Ingester:
         raise AssertionError("an input's batches end with Done")
 
 
-def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInput):
+def _replay_known_input(ingester: _Ingester, name: str, known: queries.KnownInput) -> dict:
     """Counts a file whose exact bytes an earlier run ingested, without parsing it again.
 
     Every schema-valid line of it is now a duplicate (or the same id conflict as before),
@@ -249,34 +257,54 @@ def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInpu
     ingester.duplicates += known.valid - rejected.get(ID_CONFLICT, 0)
     ingester.rejected.update(rejected)
     ingester.progress(known.lines)
-    return {"file": path, "sha256": known.sha256, "lines": known.lines, "already_ingested": True}
+    return {"file": name, "sha256": known.sha256, "lines": known.lines, "already_ingested": True}
 
 
-def _ingest_one(ingester: _Ingester, path: str, name: str, source: Source, expected: int) -> dict:
-    """Ingests one input from ``source`` and records it."""
+def _known_at_first_look(db: sqlite_utils.Database, source: InputFile):
+    """The known input a regular file is, found without checking a line of it: the file is
+    hashed whole first (the no-op re-post of a known file costs the hash, not the checks);
+    if it is not known, it is read again, from its start on the same descriptor, and that
+    read must hash to the same."""
+    if not source.regular:
+        return None
+    known = queries.known_input(db, source.hash_all())
+    if known is None:
+        source.rewind()
+    return known
+
+
+def _ingest_one(ingester: _Ingester, source: InputFile, reads: Source, expected: int) -> dict:
+    """Ingests one input read from ``source`` by ``reads`` and records it."""
     ingester.start_input(expected)
-    read, valid_before = ingester.read, ingester.new_events + ingester.duplicates
-    rejected_before = Counter(ingester.rejected)
-    first_block = ingester.blocks.next()
+    before = ingester.counts()
+    name, first_block = source.name, ingester.blocks.next()
     context = ReadContext(name, ingester.currency, ingester.zone, ingester.run_id, first_block)
-    sha256 = ingester.ingest_batches(source.batches(path, context, ingester.known), name)
+    sha256 = ingester.ingest_batches(reads.batches(source, context, ingester.known), name)
     ingester.blocks.finish(first_block, sha256)
+    read, valid_before, rejected_before = before[0], before[1] + before[2], before[3]
     rejected = ingester.rejected - rejected_before
     valid = ingester.new_events + ingester.duplicates - valid_before + rejected[ID_CONFLICT]
     queries.record_input(ingester.db, sha256, ingester.read - read, valid, dict(rejected), name)
     return {"file": name, "sha256": sha256, "lines": ingester.read - read}
 
 
-def _ingest_path(ingester: _Ingester, path: str, source: Source, expected: int) -> dict:
-    if path == "-":
-        return _ingest_one(ingester, path, STDIN_NAME, source, expected)
+def _ingest_path(ingester: _Ingester, path: str, reads: Source, expected: int) -> dict:
     try:
-        known = queries.known_input(ingester.db, sha256_file(Path(path)))
-        if known is not None:
-            return _replay_known_input(ingester, path, known)
-        return _ingest_one(ingester, path, path, source, expected)
+        with InputFile(path) as source:
+            if source.identity is not None:
+                ingester.opened.append(source.identity)
+            known = _known_at_first_look(ingester.db, source)
+            if known is not None:
+                return _replay_known_input(ingester, source.name, known)
+            return _ingest_one(ingester, source, reads, expected)
     except OSError as error:
         raise InputFileError(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def check_inputs_unchanged(ingested: IngestResult) -> None:
+    """Raises InputChanged if an input is no longer what the run read (just before the
+    commit: a run never records what a path no longer holds)."""
+    check_unchanged(ingested.opened)
 
 
 def _input_bytes(paths: Iterable[str]) -> int | None:
@@ -321,7 +349,8 @@ def ingest_files(
         kept in memory.
 
     Raises:
-        InputFileError: an input file cannot be read.
+        InputFileError: an input file cannot be read, or it changed while it was read
+            (InputChanged), or it is larger than the limits of one input (InputTooLarge).
     """
     paths = list(paths)
     with ThreadPoolExecutor(1, thread_name_prefix="compress") as pool:
@@ -345,4 +374,5 @@ def ingest_files(
         customers={c: datetime.date.fromisoformat(d) for c, d in ingester.customers.items()},
         inputs=tuple(inputs),
         memory=ingester.memory,
+        opened=tuple(ingester.opened),
     )

@@ -318,8 +318,9 @@ READ_CHUNK = 1024 * 1024
 # line or at the first chunk end past this many bytes, also inside a line longer than the line
 # limit: such a line is stored in pieces, never held whole.
 BLOCK_BYTES_MAX = 2 * 1024 * 1024
-# Named limit of one input: an endless one (`yes`) ends in a clear error, not in a full disk.
-# The largest night measured is 2,000,000 events in 326 MiB.
+# Named limits of one input: an endless one (`/dev/zero`, `yes`) ends in a clear error, not in
+# a full disk.  The largest night measured is 2,000,000 events in 326 MiB.
+INPUT_BYTES_MAX = 4 * 1024 * 1024 * 1024
 INPUT_LINES_MAX = 20_000_000
 # What is kept of a line longer than the limit: enough to drop a byte-order mark and a CR
 # and still hold more than LINE_BYTES_MAX bytes (so that every check rejects it).
@@ -488,8 +489,8 @@ class LineBlocks:
     :data:`LINE_BYTES_MAX` is handed on cut there (so the checks reject it), with its length
     in ``long_lines``; its bytes go into the blocks as they are read, so no line is ever
     held whole.  The stream is read in chunks of :data:`READ_CHUNK` bytes and split at line
-    ends, not a line at a time; the blocks of an input, in order, are its bytes exactly;
-    :attr:`sha256` is the hash of every byte, once read.
+    ends, not a line at a time; the blocks of an input, in order, are its bytes exactly.
+    Hashing is the reader's (:mod:`ledger_engine.reading`), which sees every byte first.
 
     Raises:
         InputTooLarge: the stream holds more than :data:`INPUT_LINES_MAX` lines.
@@ -499,14 +500,11 @@ class LineBlocks:
         self.stream = stream
         self.size = size
         self.name = name
-        self.sha256 = ""
 
     def __iter__(self) -> Iterator[InputBlock]:
-        digest, blocking = hashlib.sha256(), _Blocking(self.size, self.name)
+        blocking = _Blocking(self.size, self.name)
         while chunk := self.stream.read(READ_CHUNK):
-            digest.update(chunk)
             yield from blocking.feed(chunk)
-        self.sha256 = digest.hexdigest()
         yield from blocking.end()
 
 

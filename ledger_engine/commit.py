@@ -94,6 +94,7 @@ def writing(books_dir: Path, wait_seconds: float = 0) -> Iterator[Run]:
             started = now_text()
             try:
                 with db.atomic():
+                    store_db.upgrade_for_writing(db)
                     yield Run(books_dir, db, run_id, started, *settings, repaired)
             except BaseException:
                 db.conn.rollback()

@@ -1,15 +1,15 @@
 """Ingest: store checked event files, dedupe by id (SPEC §2).
 
-Each input is opened once (:class:`~ledger_engine.reading.InputFile`) and read by this
-process alone (a regular file is hashed whole first, to tell a known one, then checked); it
-comes in bounded batches of new events (:class:`~ledger_engine.reading.NewEvents`) from a
-*source*: :class:`LocalSource` checks it in this process (or has a reader process check an
-input too large to keep in memory), and the run's worker process (:mod:`ledger_engine.worker`)
-is another.  Every input is kept once, as compressed blocks of its lines.  The new events of
-this process's share of customers are kept in memory for the derivation
+Each input is opened once (:class:`~ledger_engine.reading.InputFile`) and read once; it comes
+in bounded batches of new events (:class:`~ledger_engine.reading.NewEvents`) from a *source*:
+:class:`LocalSource` checks it in this process (or has a reader process check an input too
+large to keep in memory), and the run's worker process (:mod:`ledger_engine.worker`) is
+another.  Every input is kept once, as compressed blocks of its lines: the same bytes given
+again, by any route, are counted as a repeat of the known input and stored no second time.
+The new events of this process's share of customers are kept in memory for the derivation
 (``IngestResult.memory``), up to :data:`MEMORY_EVENTS_MAX`; past that the derivation reads
-them back from the store.  Writes go into the caller's open transaction, so an interrupted
-run leaves no event half-ingested.
+them back from the store.  Writes go into the caller's open transaction,
+so an interrupted run leaves no event half-ingested.
 """
 
 from __future__ import annotations
@@ -232,9 +232,19 @@ class _Ingester:
             memory[event.customer].append(event)
 
     def counts(self) -> tuple:
-        """What the ingester has counted and built so far."""
+        """What the ingester has counted and built so far (see :meth:`forget`)."""
         return (self.read, self.new_events, self.duplicates, Counter(self.rejected),
                 list(self.dropped_indexes or []))  # fmt: skip
+
+    def forget(self, before: tuple) -> None:
+        """Undoes what was stored of an input since :meth:`counts` gave ``before`` (and
+        :func:`queries.begin_input`): its bytes are those of a known input, so every event
+        of it was a repeat and nothing else of it is kept."""
+        self.blocks.flush()
+        queries.forget_input(self.db)
+        self.read, self.new_events, self.duplicates, self.rejected, dropped = before
+        if dropped and not self.dropped_indexes:  # built meanwhile, and that undone too
+            queries.create_indexes(self.db, dropped)
 
     def ingest_batches(self, batches: Iterable[NewEvents | Done], name: str) -> str:
         """Stores every batch of one input; returns its SHA-256."""
@@ -246,8 +256,11 @@ class _Ingester:
         raise AssertionError("an input's batches end with Done")
 
 
-def _replay_known_input(ingester: _Ingester, name: str, known: queries.KnownInput) -> dict:
-    """Counts a file whose exact bytes an earlier run ingested, without parsing it again.
+def _replay_known_input(
+    ingester: _Ingester, name: str, known: queries.KnownInput, progress: bool = True
+) -> dict:
+    """Counts an input whose exact bytes an earlier run (or this one) ingested, without
+    storing it again.
 
     Every schema-valid line of it is now a duplicate (or the same id conflict as before),
     and every schema-rejected line gets the same verdict again (quarantine keeps one record).
@@ -256,16 +269,20 @@ def _replay_known_input(ingester: _Ingester, name: str, known: queries.KnownInpu
     rejected = Counter(known.rejected)
     ingester.duplicates += known.valid - rejected.get(ID_CONFLICT, 0)
     ingester.rejected.update(rejected)
-    ingester.progress(known.lines)
+    if progress:
+        ingester.progress(known.lines)
     return {"file": name, "sha256": known.sha256, "lines": known.lines, "already_ingested": True}
 
 
 def _known_at_first_look(db: sqlite_utils.Database, source: InputFile):
-    """The known input a regular file is, found without checking a line of it: the file is
-    hashed whole first (the no-op re-post of a known file costs the hash, not the checks);
-    if it is not known, it is read again, from its start on the same descriptor, and that
-    read must hash to the same."""
-    if not source.regular:
+    """The known input a regular file is, found without checking a line of it.
+
+    Only a file with the size and the first chunk of a known input is read to its end for
+    its hash alone (the no-op re-post of a known file costs the hash, not the checks); if it
+    is not known after all, it is read again, from its start, and that read must hash to the
+    same.  Any other file is read once, the first chunk handed on to its checks."""
+    look = source.first_look()
+    if look is None or not queries.inputs_like(db, *look):
         return None
     known = queries.known_input(db, source.hash_all())
     if known is None:
@@ -274,17 +291,27 @@ def _known_at_first_look(db: sqlite_utils.Database, source: InputFile):
 
 
 def _ingest_one(ingester: _Ingester, source: InputFile, reads: Source, expected: int) -> dict:
-    """Ingests one input read from ``source`` by ``reads`` and records it."""
+    """Ingests one input read from ``source`` by ``reads`` and records it; an input whose
+    bytes turn out, at its end, to be a known input's (a pipe cannot be looked at first) is
+    undone and counted as a repeat of it."""
     ingester.start_input(expected)
     before = ingester.counts()
+    queries.begin_input(ingester.db)
     name, first_block = source.name, ingester.blocks.next()
     context = ReadContext(name, ingester.currency, ingester.zone, ingester.run_id, first_block)
     sha256 = ingester.ingest_batches(reads.batches(source, context, ingester.known), name)
+    known = queries.known_input(ingester.db, sha256)
+    if known is not None:
+        ingester.forget(before)
+        queries.note_input_look(ingester.db, sha256, source.bytes_read, source.head_sha256)
+        return _replay_known_input(ingester, name, known, progress=False)
+    queries.end_input(ingester.db)
     ingester.blocks.finish(first_block, sha256)
     read, valid_before, rejected_before = before[0], before[1] + before[2], before[3]
     rejected = ingester.rejected - rejected_before
     valid = ingester.new_events + ingester.duplicates - valid_before + rejected[ID_CONFLICT]
-    queries.record_input(ingester.db, sha256, ingester.read - read, valid, dict(rejected), name)
+    queries.record_input(ingester.db, sha256, ingester.read - read, valid, dict(rejected), name,
+                         source.bytes_read, source.head_sha256)  # fmt: skip
     return {"file": name, "sha256": sha256, "lines": ingester.read - read}
 
 

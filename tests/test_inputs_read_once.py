@@ -31,7 +31,7 @@ import pytest
 from builders import init_books, journal_bytes, read_store, sub, use
 from test_incremental import derived_rows
 
-from ledger_engine import worker
+from ledger_engine import ingest, worker
 from ledger_engine.books import files
 from ledger_engine.core import events
 from ledger_engine.core.errors import InputFileError
@@ -388,7 +388,7 @@ def test_a_stopped_worker_is_an_error_within_the_bound_and_the_lock_is_released(
 
 FAULTY_WORKER = """
 import os, signal, sys
-from ledger_engine import worker
+from ledger_engine import ingest, worker
 from ledger_engine.core import events
 fault = os.environ["LEDGER_ENGINE_TEST_WORKER_FAULT"]
 if fault == "stops-when-deriving":
@@ -602,3 +602,31 @@ def test_an_input_stored_twice_by_an_earlier_version_reconciles(tmp_path):
     with contextlib.closing(sqlite3.connect(books / "state.sqlite")) as db, db:
         db.execute("UPDATE input_blocks SET data = ? WHERE block > 100", [zlib.compress(b"{}")])
     assert [d.check for d in reconcile(books).differences] == ["inputs"]
+
+
+def as_schema_4(books: Path) -> None:
+    """The store as an engine of schema 4 left it: no size and first-chunk hash of inputs."""
+    with contextlib.closing(sqlite3.connect(books / "state.sqlite")) as db, db:
+        db.execute("ALTER TABLE input_files DROP COLUMN bytes")
+        db.execute("ALTER TABLE input_files DROP COLUMN head")
+        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+
+
+def test_books_of_schema_4_are_read_as_they_are_and_upgraded_by_the_next_post(
+    tmp_path, monkeypatch
+):
+    path = big_night(tmp_path / "night.jsonl", customers=50, per_customer=120)
+    books = init_books(tmp_path / "books")
+    through = datetime.date(2026, 11, 2)
+    first = post(books, [str(path)], through)
+    as_schema_4(books)
+    store = store_dump(books)
+    assert reconcile(books).ok and store_dump(books) == store  # a reader changes nothing
+    again = post(books, [str(path)], through)  # read whole (no first look yet), a repeat
+    assert (again.read, again.duplicates, again.accepted) == (first.read, first.accepted + 1, 0)
+    with read_store(books) as db:
+        assert queries.get_meta(db, "schema_version") == "5"
+        assert db.execute("SELECT count(*) FROM input_files WHERE bytes IS NULL").fetchone() == (0,)
+    monkeypatch.setattr(ingest, "_ingest_one", None)  # from now on found at the first look
+    assert post(books, [str(path)], through).as_json() | {"run": 0} == again.as_json() | {"run": 0}
+    assert reconcile(books).ok

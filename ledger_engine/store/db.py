@@ -27,12 +27,17 @@ from ledger_engine.store.queries import (
 )
 
 STORE_NAME = "state.sqlite"
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 # Older schemas this engine upgrades in place.  2 -> 3 only adds conversation_history
 # (empty: classifications before the upgrade were not kept; trace says so); 3 -> 4 adds the
 # checkpoints (empty: the next run of each customer derives from its first event) and moves
-# the events' raw lines into input_blocks (see _lean_events).
+# the events' raw lines into input_blocks (see _lean_events); 4 -> 5 adds each input's size
+# and first-chunk hash (NULL for inputs before: such an input re-posted is read whole once,
+# then recorded with them).
 UPGRADABLE = ("2", "3")
+# Schemas read as they are, upgraded by the next run that writes (inside its transaction),
+# so that books of schema 4 on a read-only disk stay readable: 4 lacks only what writers use.
+UPGRADED_BY_WRITERS = ("4",)
 SCHEMA_SQL = Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
 # SQLite errors that come from the machine, not from the engine's SQL: a full disk, an I/O
 # error, a damaged or foreign file, no permission.  These are expected failures.
@@ -113,7 +118,7 @@ def open_store(books_dir: Path) -> sqlite_utils.Database:
         if version in UPGRADABLE:
             _upgrade(db)
             version = SCHEMA_VERSION
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and version not in UPGRADED_BY_WRITERS:
             db.close()
             raise StoreSchemaMismatch(
                 f"{books_dir} was made with store schema {version}, this ledger-engine reads "
@@ -141,9 +146,26 @@ def _upgrade(db: sqlite_utils.Database) -> None:
             "UPDATE verdicts SET event_key = ? WHERE event_id = ?",
             [(id_key(row[0]), row[0]) for row in db.execute("SELECT event_id FROM verdicts")],
         )
+    _add_input_looks(db)
     views.create_views(db)
     set_meta(db, "schema_version", SCHEMA_VERSION)
     db.conn.commit()
+
+
+def _add_input_looks(db: sqlite_utils.Database) -> None:
+    """Schema 5's columns of input_files (see schema.sql), if the table lacks them."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(input_files)")}
+    for column, kind in (("bytes", "INTEGER"), ("head", "TEXT")):
+        if column not in columns:
+            db.execute(f"ALTER TABLE input_files ADD COLUMN {column} {kind}")
+
+
+def upgrade_for_writing(db: sqlite_utils.Database) -> None:
+    """Brings a store of an older schema that readers take as it is (UPGRADED_BY_WRITERS)
+    to this one, inside the writing run's transaction (so a failed run leaves it as it was)."""
+    if get_meta(db, "schema_version") in UPGRADED_BY_WRITERS:
+        _add_input_looks(db)
+        set_meta(db, "schema_version", SCHEMA_VERSION)
 
 
 def _lean_events(db: sqlite_utils.Database) -> None:

@@ -630,3 +630,26 @@ def test_books_of_schema_4_are_read_as_they_are_and_upgraded_by_the_next_post(
     monkeypatch.setattr(ingest, "_ingest_one", None)  # from now on found at the first look
     assert post(books, [str(path)], through).as_json() | {"run": 0} == again.as_json() | {"run": 0}
     assert reconcile(books).ok
+
+
+def test_a_worker_whose_share_outgrows_its_memory_leaves_the_derivation_to_the_run(
+    tmp_path, monkeypatch
+):
+    """A pipe with the worker forced has no size to decide by: past WORKER_EVENTS_MAX events
+    of its share (lowered here) the worker derives nothing and the run derives every customer
+    from the store; the books are those of one process."""
+    path = big_night(tmp_path / "night.jsonl", customers=60, per_customer=50)
+    reference = init_books(tmp_path / "reference")
+    monkeypatch.setenv(READER_VARIABLE, "inline")
+    expected = post(reference, [str(path)], datetime.date(2026, 11, 2)).as_json()
+    books = init_books(tmp_path / "books")
+    monkeypatch.setenv(READER_VARIABLE, "process")
+    monkeypatch.setattr(worker, "WORKER_EVENTS_MAX", 100)
+    derived_by_worker, start = [], worker.Worker._start
+    monkeypatch.setattr(worker.Worker, "derive", lambda *args: derived_by_worker.append(1))
+    monkeypatch.setattr(worker.Worker, "_start", lambda self: derived_by_worker.append(0) or
+                        start(self))  # fmt: skip
+    stdin_of(monkeypatch, path.read_bytes())
+    assert post(books, ["-"], datetime.date(2026, 11, 2)).as_json() == expected
+    assert derived_by_worker == [0]  # it read (checked most batches), and derived nothing
+    assert books_content(books) == books_content(reference)

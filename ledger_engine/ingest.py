@@ -1,12 +1,14 @@
 """Ingest: store checked event files, dedupe by id (SPEC §2).
 
-Each input comes in bounded batches of new events (:class:`~ledger_engine.reading.NewEvents`)
-from a *source*: :class:`LocalSource` reads it in this process (or has a reader process
-check an input too large to keep in memory), and the run's worker process
-(:mod:`ledger_engine.worker`) is another.  Every input is kept once, as compressed blocks of
-its lines.  The new events of this process's share of customers are kept in memory for the
-derivation (``IngestResult.memory``), up to :data:`MEMORY_EVENTS_MAX`; past that the
-derivation reads them back from the store.  Writes go into the caller's open transaction,
+Each input is opened once (:class:`~ledger_engine.reading.InputFile`) and read once; it comes
+in bounded batches of new events (:class:`~ledger_engine.reading.NewEvents`) from a *source*:
+:class:`LocalSource` checks it in this process (or has a reader process check an input too
+large to keep in memory), and the run's worker process (:mod:`ledger_engine.worker`) is
+another.  Every input is kept once, as compressed blocks of its lines: the same bytes given
+again, by any route, are counted as a repeat of the known input and stored no second time.
+The new events of this process's share of customers are kept in memory for the derivation
+(``IngestResult.memory``), up to :data:`MEMORY_EVENTS_MAX`; past that the derivation reads
+them back from the store.  Writes go into the caller's open transaction,
 so an interrupted run leaves no event half-ingested.
 """
 
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import sys
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -25,23 +26,24 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
-from ledger_engine.books.files import sha256_file
 from ledger_engine.core.errors import InputFileError
 from ledger_engine.core.model import ID_CONFLICT, Event, RunEvents
 from ledger_engine.reading import (
     MEMORY_INPUT_BYTES_MAX,
     Batch,
     Done,
+    InputFile,
+    InputIdentity,
     Known,
     NewEvents,
     ReadContext,
-    batches_of_file,
+    batches_of_process,
+    check_unchanged,
     read_batches,
     use_process,
 )
 from ledger_engine.store import queries, runlog
 
-STDIN_NAME = "<stdin>"
 # A run whose input files hold this many bytes or more (or that reads stdin) keeps its new
 # events in memory for its derivation, up to MEMORY_EVENTS_MAX (about 300 bytes each); a
 # smaller or larger run reads them back from the store, customer by customer (the reference
@@ -63,14 +65,17 @@ class IngestResult(NamedTuple):
     inputs: tuple[dict, ...]  # {"file", "sha256", "lines"} per input
     memory: RunEvents | None  # this process's share of the new events (None: in the store)
     events_digest: str  # of the events rows stored, by block and line (store.runlog)
+    opened: tuple[InputIdentity, ...]  # what each input was (checked again before the commit)
 
 
 class Source(Protocol):
     """Where the new events of an input come from."""
 
-    def batches(self, path: str, context: ReadContext, known: Known) -> Iterator[NewEvents | Done]:
-        """The input's batches of new events (told apart by ``known``), then Done (``path``
-        ``-`` is stdin)."""
+    def batches(
+        self, source: InputFile, context: ReadContext, known: Known
+    ) -> Iterator[NewEvents | Done]:
+        """The input's batches of new events (told apart by ``known``), then Done: from
+        ``source``'s one read (:meth:`~ledger_engine.reading.InputFile.read_ahead`)."""
         ...
 
 
@@ -89,24 +94,21 @@ class LocalSource:
     def __init__(self, keep: bool):
         self.keep = keep  # keep every new event (until the ingester says it holds enough)
 
-    def batches(self, path: str, context: ReadContext, known: Known) -> Iterator[NewEvents | Done]:
-        if path == "-":
-            checked = read_batches(sys.stdin.buffer, context, keep=self.keep)
-        elif Path(path).stat().st_size > MEMORY_INPUT_BYTES_MAX and use_process(path):
+    def batches(
+        self, source: InputFile, context: ReadContext, known: Known
+    ) -> Iterator[NewEvents | Done]:
+        checked: Iterator[Batch | Done]
+        if (source.size or 0) > MEMORY_INPUT_BYTES_MAX and use_process(source.path):
             self.keep = False
-            checked = batches_of_file(path, context)
+            checked = batches_of_process(source, context)
         else:
-            checked = self._file(path, context)
+            checked = read_batches(source.read_ahead(), context, keep=self.keep)
         for item in checked:
             if isinstance(item, Done):
                 yield item
                 return
             keep = _everyone if self.keep else _no_one
             yield known.new_events(item, context.name, context.run_id, keep)
-
-    def _file(self, path: str, context: ReadContext) -> Iterator[Batch | Done]:
-        with Path(path).open("rb") as stream:
-            yield from read_batches(stream, context, keep=self.keep)
 
 
 class _Blocks:
@@ -187,6 +189,7 @@ class _Ingester:
         self.events_digest = runlog.RowDigest()
         self.dropped_indexes: list[str] | None = None  # decided at the first new input
         self.known = Known(db, True, self.finish, RUN_IDS_IN_MEMORY_MAX, run_id)
+        self.opened: list[InputIdentity] = []
 
     def start_input(self, expected: int) -> None:
         """Before the run's first input that is read (not known already): a bulk load drops
@@ -235,6 +238,22 @@ class _Ingester:
         for event in kept:
             memory[event.customer].append(event)
 
+    def counts(self) -> tuple:
+        """What the ingester has counted and built so far (see :meth:`forget`)."""
+        return (self.read, self.new_events, self.duplicates, Counter(self.rejected),
+                list(self.dropped_indexes or []), self.events_digest.copy())  # fmt: skip
+
+    def forget(self, before: tuple) -> None:
+        """Undoes what was stored of an input since :meth:`counts` gave ``before`` (and
+        :func:`queries.begin_input`): its bytes are those of a known input, so every event
+        of it was a repeat and nothing else of it is kept."""
+        self.blocks.flush()
+        queries.forget_input(self.db)
+        (self.read, self.new_events, self.duplicates, self.rejected, dropped,
+         self.events_digest) = before  # fmt: skip
+        if dropped and not self.dropped_indexes:  # built meanwhile, and that undone too
+            queries.create_indexes(self.db, dropped)
+
     def ingest_batches(self, batches: Iterable[NewEvents | Done], name: str) -> str:
         """Stores every batch of one input; returns its SHA-256."""
         for item in batches:
@@ -245,8 +264,11 @@ class _Ingester:
         raise AssertionError("an input's batches end with Done")
 
 
-def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInput):
-    """Counts a file whose exact bytes an earlier run ingested, without parsing it again.
+def _replay_known_input(
+    ingester: _Ingester, name: str, known: queries.KnownInput, progress: bool = True
+) -> dict:
+    """Counts an input whose exact bytes an earlier run (or this one) ingested, without
+    storing it again.
 
     Every schema-valid line of it is now a duplicate (or the same id conflict as before),
     and every schema-rejected line gets the same verdict again (quarantine keeps one record).
@@ -255,35 +277,69 @@ def _replay_known_input(ingester: _Ingester, path: str, known: queries.KnownInpu
     rejected = Counter(known.rejected)
     ingester.duplicates += known.valid - rejected.get(ID_CONFLICT, 0)
     ingester.rejected.update(rejected)
-    ingester.progress(known.lines)
-    return {"file": path, "sha256": known.sha256, "lines": known.lines, "already_ingested": True}
+    if progress:
+        ingester.progress(known.lines)
+    return {"file": name, "sha256": known.sha256, "lines": known.lines, "already_ingested": True}
 
 
-def _ingest_one(ingester: _Ingester, path: str, name: str, source: Source, expected: int) -> dict:
-    """Ingests one input from ``source`` and records it."""
+def _known_at_first_look(db: sqlite_utils.Database, source: InputFile):
+    """The known input a regular file is, found without checking a line of it.
+
+    Only a file with the size and the first chunk of a known input is read to its end for
+    its hash alone (the no-op re-post of a known file costs the hash, not the checks); if it
+    is not known after all, it is read again, from its start, and that read must hash to the
+    same.  Any other file is read once, the first chunk handed on to its checks."""
+    look = source.first_look()
+    if look is None or not queries.inputs_like(db, *look):
+        return None
+    known = queries.known_input(db, source.hash_all())
+    if known is None:
+        source.rewind()
+    return known
+
+
+def _ingest_one(ingester: _Ingester, source: InputFile, reads: Source, expected: int) -> dict:
+    """Ingests one input read from ``source`` by ``reads`` and records it; an input whose
+    bytes turn out, at its end, to be a known input's (a pipe cannot be looked at first) is
+    undone and counted as a repeat of it."""
     ingester.start_input(expected)
-    read, valid_before = ingester.read, ingester.new_events + ingester.duplicates
-    rejected_before = Counter(ingester.rejected)
-    first_block = ingester.blocks.next()
+    before = ingester.counts()
+    queries.begin_input(ingester.db)
+    name, first_block = source.name, ingester.blocks.next()
     context = ReadContext(name, ingester.currency, ingester.zone, ingester.run_id, first_block)
-    sha256 = ingester.ingest_batches(source.batches(path, context, ingester.known), name)
+    sha256 = ingester.ingest_batches(reads.batches(source, context, ingester.known), name)
+    known = queries.known_input(ingester.db, sha256)
+    if known is not None:
+        ingester.forget(before)
+        queries.note_input_look(ingester.db, sha256, source.bytes_read, source.head_sha256)
+        return _replay_known_input(ingester, name, known, progress=False)
+    queries.end_input(ingester.db)
     ingester.blocks.finish(first_block, sha256)
+    read, valid_before, rejected_before = before[0], before[1] + before[2], before[3]
     rejected = ingester.rejected - rejected_before
     valid = ingester.new_events + ingester.duplicates - valid_before + rejected[ID_CONFLICT]
-    queries.record_input(ingester.db, sha256, ingester.read - read, valid, dict(rejected), name)
+    queries.record_input(ingester.db, sha256, ingester.read - read, valid, dict(rejected), name,
+                         source.bytes_read, source.head_sha256)  # fmt: skip
     return {"file": name, "sha256": sha256, "lines": ingester.read - read}
 
 
-def _ingest_path(ingester: _Ingester, path: str, source: Source, expected: int) -> dict:
-    if path == "-":
-        return _ingest_one(ingester, path, STDIN_NAME, source, expected)
+def _ingest_path(ingester: _Ingester, path: str, reads: Source, expected: int) -> dict:
     try:
-        known = queries.known_input(ingester.db, sha256_file(Path(path)))
-        if known is not None:
-            return _replay_known_input(ingester, path, known)
-        return _ingest_one(ingester, path, path, source, expected)
+        with InputFile(path) as source:
+            if source.identity is not None:
+                ingester.opened.append(source.identity)
+            known = _known_at_first_look(ingester.db, source)
+            if known is not None:
+                return _replay_known_input(ingester, source.name, known)
+            return _ingest_one(ingester, source, reads, expected)
     except OSError as error:
         raise InputFileError(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def check_inputs_unchanged(ingested: IngestResult) -> None:
+    """Raises InputChanged if an input is no longer what the run read (just before the
+    commit: a run never records what a path no longer holds)."""
+    check_unchanged(ingested.opened)
 
 
 def _input_bytes(paths: Iterable[str]) -> int | None:
@@ -328,7 +384,8 @@ def ingest_files(
         kept in memory.
 
     Raises:
-        InputFileError: an input file cannot be read.
+        InputFileError: an input file cannot be read, or it changed while it was read
+            (InputChanged), or it is larger than the limits of one input (InputTooLarge).
     """
     paths = list(paths)
     with ThreadPoolExecutor(1, thread_name_prefix="compress") as pool:
@@ -353,4 +410,5 @@ def ingest_files(
         inputs=tuple(inputs),
         memory=ingester.memory,
         events_digest=ingester.events_digest.hexdigest(),
+        opened=tuple(ingester.opened),
     )

@@ -27,7 +27,7 @@ from ledger_engine.core import dates
 from ledger_engine.core.errors import FutureDay
 from ledger_engine.core.model import NewEntry, RunEvents
 from ledger_engine.core.planner import plan_gl_summaries
-from ledger_engine.ingest import IngestResult, ingest_files
+from ledger_engine.ingest import IngestResult, check_inputs_unchanged, ingest_files
 from ledger_engine.store import checkpoints as checkpoint_store
 from ledger_engine.store import queries, runlog
 
@@ -75,7 +75,6 @@ def _derive_customers(
     and saves the derived state and the checkpoints; returns the new entries, in customer
     order."""
     customers = sorted(touched)
-    helper = helper if helper and helper.started else None
     share = worker.in_worker_share
     theirs = helper.derive([c for c in customers if share(c)], touched, context) if helper else None
     mine = [c for c in customers if not share(c)] if helper else customers
@@ -189,6 +188,11 @@ def _post_run(
     zone = dates.load_zone(run.timezone)
     through = through or dates.yesterday(datetime.datetime.now(datetime.UTC), zone)
     ingested = ingest_files(db, paths, run.run_id, run.currency, zone, progress.lines, helper)
+    if helper and (not helper.started or helper.overflowed):
+        # No input was read (all known), or the worker's share outgrew its memory: this
+        # process derives every customer, those of an overflow from the store.
+        ingested = ingested._replace(memory=None) if helper.overflowed else ingested
+        helper = None
     posted_before = queries.posted_through(db)
     first_open = queries.first_open_day(db)
     # A run through a day before the first open month defers corrections of closed days;
@@ -211,6 +215,7 @@ def _post_run(
     result = _result(run, ingested, through, written)
     state = runlog.record_state_digests(db, run.run_id, list(derived))
     write_point("run log")
+    check_inputs_unchanged(ingested)  # what is recorded is what the paths still hold
     digests = {"events": ingested.events_digest, "state": state}
     record = commit.RunRecord("post", through.isoformat(), list(ingested.inputs),
                               result.as_json(), (rules, rules_text), digests,

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from pathlib import Path
 
 import pytest
 from builders import init_books, journal_bytes, read_store, sub, use
 from test_hostile_input import HOSTILE_LINES
 
-from ledger_engine import reading
+from ledger_engine import ingest, reading
 from ledger_engine.core.dates import load_zone
 from ledger_engine.core.errors import InputFileError
 from ledger_engine.post import post
-from ledger_engine.reading import READER_VARIABLE, ReadContext, batches_of_file
+from ledger_engine.reading import READER_VARIABLE, InputFile, ReadContext
 
 TABLES = ("events", "input_blocks", "input_files", "quarantine", "verdicts", "conversations",
           "transactions", "postings")  # fmt: skip
@@ -73,7 +74,53 @@ def test_auto_uses_a_process_only_for_a_large_file_on_more_than_one_core(tmp_pat
     assert reading.use_process(str(small))
 
 
-def test_a_file_the_reader_process_cannot_read_is_a_clear_error(tmp_path):
-    context = ReadContext("x", "EUR", load_zone("UTC"), 1, 1)
-    with pytest.raises(InputFileError, match="cannot read"):
-        list(batches_of_file(str(tmp_path), context))  # a folder, not a file
+def test_an_input_that_cannot_be_read_is_a_clear_error(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        InputFile(str(tmp_path))  # a folder, not a file
+    books = init_books(tmp_path / "books")
+    with pytest.raises(InputFileError, match="cannot read .*: Is a directory"):
+        post(books, [str(tmp_path)], datetime.date(2026, 11, 30))
+
+
+def test_the_reader_process_is_handed_the_bytes_and_gives_the_batches_of_inline_checks(tmp_path):
+    """The reader process never opens the input: it checks the chunks this process read."""
+    big, _ = nights(tmp_path)[2]
+    context = ReadContext(str(big), "EUR", load_zone("UTC"), 1, 1)
+    with InputFile(str(big)) as source:
+        inline = list(reading.read_batches(source.read_ahead(), context))
+    with InputFile(str(big)) as source:
+        handed = list(reading.batches_of_process(source, context))
+    assert handed == inline and len(inline) > 2
+
+
+def test_an_input_too_large_for_memory_posts_through_the_reader_process(tmp_path, monkeypatch):
+    """Past the memory bound (lowered here) an input is checked by the reader process and its
+    events read back: the books are those of inline checks, every stored row too."""
+    checked_by_process = []
+
+    def counted(source, context):
+        checked_by_process.append(context.name)
+        return reading.batches_of_process(source, context)
+
+    monkeypatch.setattr(reading, "MEMORY_INPUT_BYTES_MAX", 1000)  # too large for a worker
+    monkeypatch.setattr(ingest, "MEMORY_INPUT_BYTES_MAX", 1000)
+    monkeypatch.setattr(ingest, "batches_of_process", counted)
+    books = {}
+    for mode in ("inline", "process"):
+        monkeypatch.setenv(READER_VARIABLE, mode)
+        books[mode] = init_books(tmp_path / mode)
+        for path, through in nights(tmp_path):
+            post(books[mode], [str(path)], datetime.date.fromisoformat(through))
+        assert len(checked_by_process) == (4 if mode == "process" else 0)
+    assert journal_bytes(books["inline"]) == journal_bytes(books["process"])
+    assert stored_rows(books["inline"]) == stored_rows(books["process"])
+
+
+def test_a_reader_process_that_never_answers_is_an_error_within_seconds(tmp_path, monkeypatch):
+    big, _ = nights(tmp_path)[2]
+    monkeypatch.setattr(reading, "READER_COMMAND", "import sys; sys.stdin.buffer.read()")
+    context = ReadContext(str(big), "EUR", load_zone("UTC"), 1, 1)
+    started = time.monotonic()
+    with InputFile(str(big)) as source, pytest.raises(InputFileError, match="stopped answering"):
+        list(reading.batches_of_process(source, context))
+    assert time.monotonic() - started < reading.CHILD_SILENT_SECONDS_MAX + 10

@@ -68,6 +68,15 @@ class InputFileError(LedgerError):
     """An input file of ``post`` could not be read."""
 
 
+class InputChanged(InputFileError):
+    """An input changed while it was read (replaced, truncated, appended to, rewritten):
+    what was read is not one version of it, so nothing of the run is kept."""
+
+
+class InputTooLarge(InputFileError):
+    """An input holds more bytes or lines than the limits of one input (an endless one)."""
+
+
 class RulesError(LedgerError):
     """The rules file is unreadable or incomplete."""
 

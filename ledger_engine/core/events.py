@@ -22,6 +22,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ledger_engine.core import dates
 from ledger_engine.core.digests import text_key
+from ledger_engine.core.errors import InputTooLarge
 from ledger_engine.core.model import (
     AI_FEATURES,
     CHANNELS,
@@ -379,10 +380,11 @@ def check_line(raw: bytes, file: str, number: int, currency: str, zone: ZoneInfo
 def checked_line(raw: bytes, file: str, number: int, currency: str, zone: ZoneInfo) -> Line:
     """:func:`check_line` by the checks of SPEC §2 alone (the reference the fast path is
     tested against)."""
+    if len(raw) > LINE_BYTES_MAX:  # its first bytes are kept, at most the limit's
+        text = raw[:LINE_BYTES_MAX].decode("utf-8", errors="backslashreplace")
+        text = text.encode()[:LINE_BYTES_MAX].decode("utf-8", errors="ignore")
+        return Line(file, number, text, None, None, long_line_rejection(len(raw)))
     text = raw.decode("utf-8", errors="backslashreplace")
-    if len(raw) > LINE_BYTES_MAX:
-        rejection = Rejection(MALFORMED_JSON, None, f"line longer than {LINE_BYTES_MAX} bytes")
-        return Line(file, number, text[:LINE_BYTES_MAX], None, None, rejection)
     try:
         document, canonical = _parse(raw)
     except (orjson.JSONDecodeError, orjson.JSONEncodeError) as error:
@@ -394,74 +396,202 @@ def checked_line(raw: bytes, file: str, number: int, currency: str, zone: ZoneIn
 
 
 BOM = b"\xef\xbb\xbf"
-READ_CHUNK = 4 * 1024 * 1024  # bytes read at a time
+# Bytes read at a time.  Every reader of the engine hands LineBlocks whole chunks (fewer bytes
+# only at the end), so the same bytes are cut into the same blocks however they arrive (a
+# file, a pipe, the run's worker).
+READ_CHUNK = 1024 * 1024
+# A block (a batch of lines, stored as one compressed row) ends after its `size`-th non-blank
+# line or at the first chunk end past this many bytes, also inside a line longer than the line
+# limit: such a line is stored in pieces, never held whole.
+BLOCK_BYTES_MAX = 2 * 1024 * 1024
+# Named limits of one input: an endless one (`/dev/zero`, `yes`) ends in a clear error, not in
+# a full disk.  The largest night measured is 2,000,000 events in 326 MiB.
+INPUT_BYTES_MAX = 4 * 1024 * 1024 * 1024
+INPUT_LINES_MAX = 20_000_000
+# What is kept of a line longer than the limit: enough to drop a byte-order mark and a CR
+# and still hold more than LINE_BYTES_MAX bytes (so that every check rejects it).
+_LONG_HEAD_BYTES = LINE_BYTES_MAX + len(BOM) + 2
+
+
+def long_line_rejection(length: int) -> Rejection:
+    """The verdict on a line of ``length`` bytes, longer than :data:`LINE_BYTES_MAX`."""
+    detail = f"line longer than {LINE_BYTES_MAX} bytes ({length:,} bytes)"
+    return Rejection(MALFORMED_JSON, None, detail)
 
 
 class InputBlock(NamedTuple):
-    """Consecutive lines of an input: the non-blank ones and the bytes of all of them."""
+    """Consecutive bytes of an input: its non-blank lines and all of its bytes."""
 
-    first_line: int  # the line number of its first line
+    first_line: int  # the number of the line its first byte belongs to
     lines: list[tuple[int, bytes]]  # (line number, raw bytes without the line end)
-    data: bytes  # every byte of its lines as read: line ends and blank lines included
+    data: bytes  # every byte, as read: line ends and blank lines included
+    long_lines: dict[int, int]  # line number -> length, of its lines longer than the limit
+
+
+class _LongLine:
+    """A line longer than the line limit, while it is read: its first bytes and its length."""
+
+    def __init__(self, number: int, start: bytes):
+        self.number = number
+        self.head = start[:_LONG_HEAD_BYTES]
+        self.length = len(start)
+        self.blank = _without_bom(start, number).isspace()
+        self.last = start[-1:]
+
+    def add(self, part: bytes) -> None:
+        if part:
+            self.length += len(part)
+            self.blank = self.blank and part.isspace()
+            self.last = part[-1:]
+
+    def line(self) -> tuple[int, bytes, int] | None:
+        """``(number, raw, length)`` of the line as the checks see it; None when blank."""
+        if self.blank:
+            return None
+        head = _without_bom(self.head, self.number)
+        length = self.length - (len(self.head) - len(head)) - (self.last == b"\r")
+        return self.number, head[: LINE_BYTES_MAX + 1], length
+
+
+def _without_bom(raw: bytes, number: int) -> bytes:
+    return raw[len(BOM) :] if number == 1 and raw.startswith(BOM) else raw
+
+
+class _Blocking:
+    """The state of :class:`LineBlocks` between chunks."""
+
+    def __init__(self, size: int, name: str):
+        self.size = size
+        self.name = name
+        self.number = 0  # the number of the last line begun
+        self.first_line = 1
+        self.lines: list[tuple[int, bytes]] = []
+        self.long_lines: dict[int, int] = {}
+        self.parts: list[bytes] = []  # the block's bytes so far
+        self.held = 0  # how many
+        self.carry: list[bytes] = []  # the start of a line not ended yet (short so far)
+        self.carried = 0
+        self.long: _LongLine | None = None  # the line being read, once longer than the limit
+
+    def feed(self, chunk: bytes) -> Iterator[InputBlock]:
+        if self.long is not None:
+            chunk = yield from self._long_part(chunk)
+        end = chunk.rfind(b"\n") + 1
+        if end:
+            complete = b"".join([*self.carry, chunk[:end]]) if self.carry else chunk[:end]
+            self.carry, self.carried = [], 0
+            pieces = complete.split(b"\n")
+            pieces.pop()  # what follows the last line end (nothing)
+            yield from self._lines(complete, pieces)
+        self._carry(chunk[end:])
+        self._check_lines(self.number)
+        if self.held >= BLOCK_BYTES_MAX:  # inside a long line, the next block goes on with it
+            yield self._emit(self.number if self.long else self.number + 1)
+
+    def end(self) -> Iterator[InputBlock]:
+        if self.long is not None:
+            yield from self._end_long()
+        elif self.carry:  # the last line, without a line end
+            complete, self.carry = b"".join(self.carry), []
+            yield from self._lines(complete, [complete])
+        if self.lines or self.held:
+            yield self._emit(self.number + 1)
+
+    def _lines(self, complete: bytes, pieces: list[bytes]) -> Iterator[InputBlock]:
+        size, line_max, limit = self.size, LINE_BYTES_MAX, LINE_BYTES_MAX + 1
+        number, lines = self.number, self.lines
+        start = offset = 0  # where the block's bytes start in `complete`, and a line
+        for piece in pieces:
+            number += 1
+            offset += len(piece) + 1
+            raw = piece.rstrip(b"\r") if number > 1 else _without_bom(piece, 1).rstrip(b"\r")
+            if not raw or raw.isspace():
+                continue
+            if len(raw) > line_max:
+                self.long_lines[number] = len(raw)
+                raw = raw[:limit]
+            lines.append((number, raw))
+            if len(lines) >= size:
+                self._check_lines(number)
+                self.parts.append(complete[start:offset])
+                yield self._emit(number + 1)
+                start, lines = offset, self.lines
+        self.number = number
+        self.parts.append(complete[start:])
+        self.held += len(complete) - start
+
+    def _check_lines(self, number: int) -> None:
+        if number > INPUT_LINES_MAX:
+            raise InputTooLarge(f"{self.name} holds more than {INPUT_LINES_MAX:,} lines "
+                                "(the limit of one input); nothing was posted")  # fmt: skip
+
+    def _carry(self, rest: bytes) -> None:
+        """Keeps the start of a line not ended yet; once it is longer than the line limit,
+        only its first bytes and its length (its bytes go to the block)."""
+        if not rest:
+            return
+        self.carry.append(rest)
+        self.carried += len(rest)
+        if self.carried > _LONG_HEAD_BYTES:
+            start, self.carry, self.carried = b"".join(self.carry), [], 0
+            self.number += 1
+            self.long = _LongLine(self.number, start)
+            self.parts.append(start)
+            self.held += len(start)
+
+    def _long_part(self, chunk: bytes) -> Iterator[InputBlock]:
+        """Takes the bytes of a long line from ``chunk`` into the block (up to its line end,
+        if the chunk holds it); returns the rest of the chunk."""
+        cut = chunk.find(b"\n")
+        taken = len(chunk) if cut < 0 else cut + 1
+        self.long.add(chunk[:cut] if cut >= 0 else chunk)
+        self.parts.append(chunk[:taken])
+        self.held += taken
+        if cut >= 0:
+            yield from self._end_long()
+        return chunk[taken:]
+
+    def _end_long(self) -> Iterator[InputBlock]:
+        line, self.long = self.long.line(), None
+        if line is not None:
+            number, raw, length = line
+            self.long_lines[number] = length
+            self.lines.append((number, raw))
+            if len(self.lines) >= self.size:
+                yield self._emit(number + 1)
+
+    def _emit(self, next_first_line: int) -> InputBlock:
+        block = InputBlock(self.first_line, self.lines, b"".join(self.parts), self.long_lines)
+        self.first_line, self.lines, self.long_lines = next_first_line, [], {}
+        self.parts, self.held = [], 0
+        return block
 
 
 class LineBlocks:
     """Reads a binary stream in blocks of ``size`` non-blank lines (the last block may hold
-    fewer, or only blank lines); :attr:`sha256` is the hash of every byte, once read.
+    fewer, or only blank lines; a block ends early past :data:`BLOCK_BYTES_MAX` bytes).
 
-    A byte-order mark at the start is dropped, CRLF ends are accepted, a line longer than
-    :data:`LINE_BYTES_MAX` is cut there (and then rejected).  The stream is read in large
-    chunks and split at line ends, not a line at a time.
+    A byte-order mark at the start is dropped, CRLF ends are accepted.  A line longer than
+    :data:`LINE_BYTES_MAX` is handed on cut there (so the checks reject it), with its length
+    in ``long_lines``; its bytes go into the blocks as they are read, so no line is ever
+    held whole.  The stream is read in chunks of :data:`READ_CHUNK` bytes and split at line
+    ends, not a line at a time; the blocks of an input, in order, are its bytes exactly.
+    Hashing is the reader's (:mod:`ledger_engine.reading`), which sees every byte first.
+
+    Raises:
+        InputTooLarge: the stream holds more than :data:`INPUT_LINES_MAX` lines.
     """
 
-    def __init__(self, stream: BinaryIO, size: int):
+    def __init__(self, stream: BinaryIO, size: int, name: str = "the input"):
         self.stream = stream
         self.size = size
-        self.sha256 = ""
+        self.name = name
 
     def __iter__(self) -> Iterator[InputBlock]:
-        digest, size, limit = hashlib.sha256(), self.size, LINE_BYTES_MAX + 1
-        number, first_line = 0, 1
-        lines: list[tuple[int, bytes]] = []
-        parts: list[bytes] = []  # the bytes of the block so far, from earlier chunks
-        carry: list[bytes] = []  # the start of a line not yet ended
-        while True:
-            chunk = self.stream.read(READ_CHUNK)
-            digest.update(chunk)
-            if chunk:
-                end = chunk.rfind(b"\n") + 1
-                if end == 0:
-                    carry.append(chunk)
-                    continue
-                complete = b"".join([*carry, chunk[:end]]) if carry else chunk[:end]
-                carry = [chunk[end:]] if end < len(chunk) else []
-                pieces = complete.split(b"\n")
-                pieces.pop()  # what follows the last line end (nothing)
-            elif carry:
-                complete, carry = b"".join(carry), []
-                pieces = [complete]
-            else:
-                break
-            start = offset = 0  # where the block's bytes start in `complete`, and a line
-            for piece in pieces:
-                number += 1
-                offset += len(piece) + 1
-                raw = piece[:limit] if len(piece) > limit else piece
-                if number == 1 and raw.startswith(BOM):
-                    raw = raw[len(BOM) :]
-                raw = raw.rstrip(b"\r")
-                if not raw or raw.isspace():
-                    continue
-                lines.append((number, raw))
-                if len(lines) >= size:
-                    parts.append(complete[start:offset])
-                    yield InputBlock(first_line, lines, b"".join(parts))
-                    start, first_line, lines, parts = offset, number + 1, [], []
-            parts.append(complete[start:])
-        self.sha256 = digest.hexdigest()
-        data = b"".join(parts)
-        if lines or data:
-            yield InputBlock(first_line, lines, data)
+        blocking = _Blocking(self.size, self.name)
+        while chunk := self.stream.read(READ_CHUNK):
+            yield from blocking.feed(chunk)
+        yield from blocking.end()
 
 
 def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:

@@ -40,7 +40,10 @@ SCHEMA_VERSION = "5"
 # checkpoints (empty: the next run of each customer derives from its first event) and moves
 # the events' raw lines into input_blocks (see _lean_events); 4 -> 5 tells a subscription's
 # omitted commitment from a commitment of 0 (SPEC v3: a later subscription carries omitted
-# terms over; see _subscription_commitments) and adds customers.pending_from.
+# terms over; see _subscription_commitments), adds customers.pending_from, the run log's
+# details, the rules texts and the state digests, and each input's size and first-chunk hash
+# (NULL for inputs before: such an input re-posted is read whole once, then recorded with
+# them).  A reader never upgrades (it may be on a read-only copy): it names the older schema.
 UPGRADABLE = ("2", "3", "4")
 # SQLite errors that come from the machine, not from the engine's SQL: a full disk, an I/O
 # error, a damaged or foreign file, no permission.  These are expected failures.
@@ -213,6 +216,8 @@ def _upgrade(db: sqlite_utils.Database, version: str) -> None:
         _upgrade_to_4(db)
     _add_column(db, "customers", "pending_from", "TEXT")
     _add_column(db, "runs", "details", "TEXT NOT NULL DEFAULT '{}'")
+    _add_column(db, "input_files", "bytes", "INTEGER")  # the first look (store.queries)
+    _add_column(db, "input_files", "head", "TEXT")
     _subscription_commitments(db)
     # Runs before this one recorded no row digests, and customers derived before it have
     # no state digest until a run derives them again (reconcile allows that).

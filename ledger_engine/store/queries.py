@@ -348,12 +348,53 @@ def known_input(db: sqlite_utils.Database, sha256: str) -> KnownInput | None:
     return None if row is None else KnownInput(row[0], row[1], row[2], json.loads(row[3]))
 
 
-def record_input(db, sha256: str, lines: int, valid: int, rejected: dict, name: str) -> None:
+def record_input(
+    db, sha256: str, lines: int, valid: int, rejected: dict, name: str, size: int, head: str
+) -> None:
+    """Records an input read whole: its counts, its size and the SHA-256 of its first chunk
+    (the first look at a file, :func:`inputs_like`)."""
     db.execute(
-        "INSERT OR IGNORE INTO input_files (sha256, lines, valid, rejected, first_name) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [sha256, lines, valid, json.dumps(rejected), name],
+        "INSERT OR IGNORE INTO input_files (sha256, lines, valid, rejected, first_name, bytes, "
+        "head) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [sha256, lines, valid, json.dumps(rejected), name, size, head],
     )
+
+
+def inputs_like(db: sqlite_utils.Database, size: int, head: str) -> bool:
+    """Whether a known input has this size and this SHA-256 of its first chunk."""
+    found = db.execute(
+        "SELECT 1 FROM input_files WHERE bytes = ? AND head = ? LIMIT 1", [size, head]
+    ).fetchone()
+    return found is not None
+
+
+def note_input_look(db: sqlite_utils.Database, sha256: str, size: int, head: str) -> None:
+    """Adds the size and first-chunk hash to an input recorded without them (before schema
+    5), so that the next re-post of it is found at a first look."""
+    db.execute(
+        "UPDATE input_files SET bytes = ?, head = ? WHERE sha256 = ? AND bytes IS NULL",
+        [size, head, sha256],
+    )
+
+
+# What ingest stores of one input is undone, if the input turns out to be a known one, by
+# rolling back to this savepoint (inside the run's transaction).
+_INPUT_SAVEPOINT = "one_input"
+
+
+def begin_input(db: sqlite_utils.Database) -> None:
+    db.execute(f"SAVEPOINT {_INPUT_SAVEPOINT}")
+
+
+def end_input(db: sqlite_utils.Database) -> None:
+    """Keeps what was stored of the input (the run's transaction still decides)."""
+    db.execute(f"RELEASE {_INPUT_SAVEPOINT}")
+
+
+def forget_input(db: sqlite_utils.Database) -> None:
+    """Undoes every write since :func:`begin_input`."""
+    db.execute(f"ROLLBACK TO {_INPUT_SAVEPOINT}")
+    db.execute(f"RELEASE {_INPUT_SAVEPOINT}")
 
 
 # The typed fields are stored without their trailing nulls: the nulls that complete each length.

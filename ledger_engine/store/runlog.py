@@ -55,6 +55,11 @@ class RowDigest:
     def hexdigest(self) -> str:
         return self.digest.hexdigest()
 
+    def copy(self) -> RowDigest:
+        other = RowDigest()
+        other.digest, other.rows = self.digest.copy(), self.rows
+        return other
+
 
 def digest_of(rows: Iterable[tuple]) -> str:
     digest = RowDigest()

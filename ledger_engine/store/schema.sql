@@ -19,14 +19,20 @@ CREATE INDEX IF NOT EXISTS events_customer_day ON events (customer, day);
 -- Every input file as read, once: zlib-compressed blocks of whole lines, lines `first_line`
 -- on, of the file read under the name `file`.  The blocks of one input, in order, are its
 -- bytes exactly (reconcile checks them against `input`, its SHA-256); `input` is '' for the
--- lines kept by a store upgraded from schema 3, which kept events' lines only.
+-- lines kept by a store upgraded from schema 3, which kept events' lines only.  A line longer
+-- than the line limit is stored in pieces across blocks (each block holds at most about
+-- 3 MiB): a block may then start inside that line, whose number is its `first_line`.
 CREATE TABLE IF NOT EXISTS input_blocks (
     block INTEGER PRIMARY KEY, input TEXT NOT NULL, file TEXT NOT NULL,
     first_line INTEGER NOT NULL, data BLOB NOT NULL
 );
+-- Every input read (its SHA-256, counts, the name it was first read under).  Schema 5: its
+-- size in bytes and the SHA-256 of its first chunk (1 MiB), the first look that tells a
+-- re-posted file before it is read whole; NULL for inputs recorded before.
 CREATE TABLE IF NOT EXISTS input_files (
     sha256 TEXT PRIMARY KEY, lines INTEGER NOT NULL, valid INTEGER NOT NULL,
-    rejected TEXT NOT NULL, first_name TEXT NOT NULL
+    rejected TEXT NOT NULL, first_name TEXT NOT NULL,
+    bytes INTEGER, head TEXT
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL, file TEXT NOT NULL,

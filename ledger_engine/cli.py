@@ -31,7 +31,9 @@ from ledger_engine.rules import DEFAULT_CATALOGUE_PATH, parse_rules
 EXIT_DIFFERENCES = 1
 # What reconcile --replay runs again: the commands themselves, quietly, on scratch books.
 REPLAY_COMMANDS = replay_command.Commands(
-    post=lambda books, paths, through, full: post_command.post(books, paths, through, full=full),
+    post=lambda books, paths, through, full, reprice_from: post_command.post(
+        books, paths, through, full=full, reprice_from=reprice_from
+    ),
     close=close_command.close_month,
     init=commit.create_books,
 )
@@ -182,6 +184,13 @@ def _progress(enabled: bool):
     "(the reference derivation; a repair). The books come out the same.",
 )
 @click.option(
+    "--reprice-from",
+    callback=_day,
+    metavar="YYYY-MM-DD",
+    help="Apply a changed rules.toml from this day (in an open month) on: those days are "
+    "derived again under it, as corrections labelled with the new version.",
+)
+@click.option(
     "--allow-future",
     is_flag=True,
     help="Post a --through later than today (a future commitment or expiry, once posted, "
@@ -195,6 +204,7 @@ def post(
     as_json: bool,
     strict: bool,
     full: bool,
+    reprice_from,
     allow_future: bool,
     wait_seconds: float,
 ):
@@ -204,7 +214,7 @@ def post(
         with expected_errors():
             result = post_command.post(
                 books_dir, files, through, progress, wait_seconds, full, invocation(),
-                refuse_future=not allow_future,
+                refuse_future=not allow_future, reprice_from=reprice_from,
             )  # fmt: skip
     finally:
         if display is not None:

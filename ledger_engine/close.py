@@ -14,11 +14,11 @@ from typing import NamedTuple
 
 import sqlite_utils
 
-from ledger_engine import commit
+from ledger_engine import commit, history
 from ledger_engine.books import confined, layout, text
 from ledger_engine.books.files import write_point
 from ledger_engine.core import accounts, dates
-from ledger_engine.core.errors import BooksTampered, NotClosable
+from ledger_engine.core.errors import BooksTampered, NotClosable, RulesChanged
 from ledger_engine.core.seal import GENESIS_SEAL, month_seal, seal_chain
 from ledger_engine.store import queries
 
@@ -98,19 +98,36 @@ def _check_month_files(run: commit.Run, files: dict[str, str]) -> None:
             )
 
 
+def _rules_in_force(run: commit.Run) -> tuple:
+    """The rules file, which must be the one the books were last posted under: a month is
+    sealed with the rules it was posted under, never with an edit not posted yet."""
+    rules = history.read_rules(run.books_dir)
+    recorded = history.recorded_history(run.db)
+    if recorded is not None and recorded.latest.sha256 != rules[0].sha256:
+        raise RulesChanged(
+            "rules.toml changed since the last post; post first (it decides from which day "
+            "the change applies) or restore the file, then close"
+        )
+    return rules
+
+
 def _close(run: commit.Run, month: str, next_day: datetime.date) -> CloseResult:
     closed = queries.closed_month_records(run.db)
     chain = seal_chain((record.month, record.files) for record in closed)
     previous = chain[closed[-1].month] if closed else GENESIS_SEAL
     files = queries.seal_month(run.db, month)
     _check_month_files(run, files)
-    seal = month_seal(previous, files)
+    rules = _rules_in_force(run)
+    # The seal covers the rules file the month was posted under too (SPEC v3 §6).
+    sealed = {**files, layout.RULES_NAME: rules[0].sha256}
+    seal = month_seal(previous, sealed)
     writer = commit.JournalWriter(run)
     gl_totals = queries.balances(run.db, "gl", before=next_day)
     meta = [
         ("files", len(files)),
         ("previous-seal", previous),
         ("seal-sha256", seal),
+        ("rules-sha256", rules[0].sha256),
         ("run", run.run_id),
     ]
     writer.append_to_month(
@@ -122,10 +139,9 @@ def _close(run: commit.Run, month: str, next_day: datetime.date) -> CloseResult:
     count = len(accounts.GL_ACCOUNTS) + _assert_balances(run, writer, next_day)
     writer.write()
     closed_at = commit.now_text()
-    queries.record_closed_month(run.db, month, closed_at, run.run_id, files)
+    queries.record_closed_month(run.db, month, closed_at, run.run_id, sealed)
     write_point("run log")
     counts = {"files_sealed": len(files), "balance_assertions": count, "seal_sha256": seal,
               "closed_at": closed_at}  # fmt: skip
-    rules = commit.read_rules(run.books_dir)
     commit.record_run(run, commit.RunRecord(f"close {month}", None, [], counts, rules, {}), writer)
     return CloseResult(month, len(files), count, seal)

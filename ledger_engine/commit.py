@@ -23,12 +23,12 @@ from typing import NamedTuple
 import sqlite_utils
 
 from ledger_engine import __version__
-from ledger_engine.books import confined, layout, text
+from ledger_engine.books import layout, text
 from ledger_engine.books.files import Appender, locked, recover, sha256_file, write_point
 from ledger_engine.core import accounts, dates
 from ledger_engine.core.errors import BooksNotEmpty
 from ledger_engine.core.model import GlSummary, JournalFile
-from ledger_engine.rules import Rules, RulesError, parse_rules
+from ledger_engine.rules import Rules
 from ledger_engine.store import db as store_db
 from ledger_engine.store import queries, runlog
 
@@ -211,20 +211,6 @@ class JournalWriter:
         self.written = self.appender.write()
         queries.record_files(self.run.db, self.written)
         return {path: file.sha256 for path, file in self.written.items()}
-
-
-def read_rules(books_dir: Path) -> tuple[Rules, str]:
-    """The books' rules file and its text, read inside the books without following a link;
-    a file that is not UTF-8 is a :class:`RulesError` like any other bad rules file."""
-    try:
-        data = confined.read_bytes(books_dir, layout.RULES_NAME)
-    except OSError as error:
-        raise RulesError(f"cannot read {layout.RULES_NAME}: {error.strerror or error}") from None
-    try:
-        text_ = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise RulesError(f"{layout.RULES_NAME} is not UTF-8 text: {error.reason}") from None
-    return parse_rules(text_), text_
 
 
 class RunRecord(NamedTuple):

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import sqlite_utils
 
-from ledger_engine import commit, derive, worker
+from ledger_engine import commit, derive, history, worker
 from ledger_engine.books.files import write_point
 from ledger_engine.core import dates
 from ledger_engine.core.errors import FutureDay
@@ -116,6 +116,7 @@ def post(
     full: bool = False,
     invocation: tuple[str, ...] = (),
     refuse_future: bool = False,
+    reprice_from: datetime.date | None = None,
 ) -> PostResult:
     """Runs the nightly job on the books at ``books_dir``.
 
@@ -128,6 +129,8 @@ def post(
         full: derive every known customer from its first event (no checkpoint is read;
             all are written afresh): the reference derivation, and a repair.
         invocation: the command line, for the run log.
+        reprice_from: a changed rules file is in force from this day (of an open month) on,
+            and the days from it on are derived again under it (SPEC v3 §6; ``history``).
         refuse_future: refuse a ``through`` later than today in the books' timezone (the
             command line's guard, SPEC v3 §6: a future commitment or expiry, once posted,
             cannot be taken back; ``--allow-future`` lifts it).
@@ -147,7 +150,7 @@ def post(
         try:
             if refuse_future:
                 _refuse_future(run, through)
-            result = _post_run(run, paths, through, progress, full, helper)
+            result = _post_run(run, paths, through, progress, full, helper, reprice_from)
         finally:
             if helper:
                 helper.close()
@@ -181,10 +184,11 @@ def _result(run: commit.Run, ingested: IngestResult, through, written: int) -> P
 
 
 def _post_run(
-    run: commit.Run, paths, through, progress: Progress, full: bool, helper
+    run: commit.Run, paths, through, progress: Progress, full: bool, helper, reprice_from=None
 ) -> PostResult:
     db = run.db
-    rules, rules_text = commit.read_rules(run.books_dir)
+    in_force = history.rules_in_force(db, run.books_dir, reprice_from)
+    rules = in_force.history
     zone = dates.load_zone(run.timezone)
     through = through or dates.yesterday(datetime.datetime.now(datetime.UTC), zone)
     ingested = ingest_files(db, paths, run.run_id, run.currency, zone, progress.lines, helper)
@@ -205,8 +209,9 @@ def _post_run(
     )  # fmt: skip
     writer = commit.JournalWriter(run)
     due = queries.due_customers(db, through)
-    if full:
-        due = {customer: through for customer, _ in queries.customers(db)} | due
+    if full or in_force.reprices:  # every customer, derived under the rules of each day
+        day = in_force.change_from if in_force.reprices else through
+        due = {customer: day for customer, _ in queries.customers(db)} | due
     derived = _touched(ingested, due)
     entries = _derive_customers(db, derived, context, writer, progress, ingested.memory, helper)
     written = writer.write_summaries(plan_gl_summaries(entries, run.run_id))
@@ -216,9 +221,10 @@ def _post_run(
     state = runlog.record_state_digests(db, run.run_id, list(derived))
     write_point("run log")
     check_inputs_unchanged(ingested)  # what is recorded is what the paths still hold
+    history.record_change(db, run.run_id, in_force)
     digests = {"events": ingested.events_digest, "state": state}
+    options = {"full": full, "reprice_from": reprice_from and reprice_from.isoformat()}
     record = commit.RunRecord("post", through.isoformat(), list(ingested.inputs),
-                              result.as_json(), (rules, rules_text), digests,
-                              {"full": full})  # fmt: skip
+                              result.as_json(), in_force.file, digests, options)  # fmt: skip
     commit.record_run(run, record, writer)
     return result

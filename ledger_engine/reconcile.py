@@ -570,7 +570,7 @@ def _closed_entry_file(month) -> str | None:
 def _sealed_flag_differences(ctx: Context, records) -> list[Difference]:
     """The files the store marks sealed are exactly those of its closed months' records."""
     recorded = queries.recorded_files(ctx.db)
-    in_records = {path for record in records for path in record.files}
+    in_records = {path for record in records for path in record.files} - {layout.RULES_NAME}
     marked = {path for path, file in recorded.items() if file.sealed}
     differences = []
     for path in sorted(in_records - marked, key=str):
@@ -590,9 +590,31 @@ def _sealed_file_differences(record, on_disk: dict[str, str], last_hash: dict[st
             ("the store's record of the seal", record.files.get(path, "missing")),
             ("the run log", last_hash.get(path, "missing")),
         ):
+            if path == layout.RULES_NAME:
+                continue  # the rules file of the month: checked against its close run
             if expected != found:
                 message = f"sealed file of {record.month} differs from {source}"
                 differences.append(Difference("seals", message, path, None, None, expected, found))
+    return differences
+
+
+def _sealed_rules_differences(ctx: Context, record, on_disk: dict[str, str]) -> list[Difference]:
+    """A month closed by version 3 or later is sealed with the rules file it was posted
+    under: the one its close run recorded, a text the store keeps (the file on disk may
+    have changed since, by a later post's rules change)."""
+    sealed = record.files.get(layout.RULES_NAME)
+    if sealed is None:
+        return []  # closed before seals covered the rules
+    on_disk[layout.RULES_NAME] = sealed
+    details = ctx.run_log.details.get(record.run_id) or {}
+    differences = []
+    if details.get("rules_sha256") != sealed:
+        message = f"the rules sealed with {record.month} are not those its close run recorded"
+        differences.append(Difference("seals", message, layout.RULES_NAME, None, None,
+                                      str(details.get("rules_sha256")), sealed))  # fmt: skip
+    if queries.rules_text(ctx.db, sealed) is None:
+        message = f"the rules sealed with {record.month} are not kept in the store"
+        differences.append(Difference("seals", message, layout.RULES_NAME))
     return differences
 
 
@@ -611,6 +633,7 @@ def check_seals(ctx: Context) -> list[Difference]:
             if layout.month_of_path(path) == record.month
         }
         differences += _sealed_file_differences(record, on_disk, last_hash)
+        differences += _sealed_rules_differences(ctx, record, on_disk)
         previous = seal = month_seal(previous, on_disk)
         recomputed.append(seal)
         where = _closed_entry_file(record.month)

@@ -62,7 +62,7 @@ class Replayed(NamedTuple):
 class Commands(NamedTuple):
     """The commands a replay runs again (the command line hands them in)."""
 
-    post: Callable  # post(books_dir, paths, through, full=..., allow_future=...)
+    post: Callable  # post(books_dir, paths, through, full, reprice_from)
     close: Callable  # close(books_dir, month)
     init: Callable  # init(books_dir, currency, timezone, rules_text)
 
@@ -130,7 +130,9 @@ def _replay_run(scratch: Path, run: _Run, inputs: dict[str, Path], commands: Com
         paths.append(str(inputs[sha256]))
     options = (run.details or {}).get("options") or {}
     through = datetime.date.fromisoformat(run.through) if run.through else None
-    commands.post(scratch, paths, through, full=options.get("full") is True)
+    reprice = options.get("reprice_from")
+    reprice_from = datetime.date.fromisoformat(reprice) if isinstance(reprice, str) else None
+    commands.post(scratch, paths, through, options.get("full") is True, reprice_from)
     return None
 
 

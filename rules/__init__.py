@@ -68,6 +68,80 @@ class Rules(NamedTuple):
                 break
         return chosen
 
+    def on(self, day: datetime.date) -> Rules:
+        """The rules in force on ``day``: one file is in force on every day (a
+        :class:`RulesHistory` answers the same question for the books' history)."""
+        return self
+
+    def policy(self) -> tuple:
+        """What the rules say besides the catalogue (the wallet's policy, the trial cap)."""
+        return (self.trial_unit_cap, self.auto_top_up, self.top_up_extra_months,
+                self.commitment_billing_months)  # fmt: skip
+
+
+class RulesHistory(NamedTuple):
+    """The rules files in force over the books' days (SPEC v3 §6: the rules are part of the
+    history): each from its first day until the next one's.  A change of ``rules.toml``
+    applies from the first day not yet posted, or from the day of ``post --reprice-from``;
+    the days before keep the rules they were posted under, so a re-derivation (``post
+    --full``, ``reconcile --replay``) never re-prices them."""
+
+    entries: tuple[tuple[datetime.date, Rules], ...]  # (first day, rules), by first day
+
+    def on(self, day: datetime.date) -> Rules:
+        chosen = self.entries[0][1]
+        for first_day, rules in self.entries:
+            if first_day <= day:
+                chosen = rules
+            else:
+                break
+        return chosen
+
+    def version_on(self, day: datetime.date) -> CatalogueVersion:
+        return self.on(day).version_on(day)
+
+    @property
+    def sha256(self) -> str:
+        """What the history is: its files' SHA-256 and their first days, hashed."""
+        text = "".join(f"{day.isoformat()} {rules.sha256}\n" for day, rules in self.entries)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def latest(self) -> Rules:
+        return self.entries[-1][1]
+
+
+def with_change(history: RulesHistory, first_day: datetime.date, rules: Rules) -> RulesHistory:
+    """The history with ``rules`` in force from ``first_day`` on (what was to apply from
+    that day or later no longer does)."""
+    kept = tuple((day, old) for day, old in history.entries if day < first_day)
+    return RulesHistory((*kept, (first_day, rules)))
+
+
+def first_changed_day(old: Rules, new: Rules, since: datetime.date) -> datetime.date | None:
+    """The first day from ``since`` on where ``new`` prices, includes or expires anything
+    differently from ``old`` (a changed policy changes every day; a version's label is part
+    of what it says), or None when the two agree on every such day."""
+    if old.policy() != new.policy():
+        return since
+    days = {since, *(v.effective_from for v in (*old.versions, *new.versions))}
+    for day in sorted(d for d in days if d >= since):
+        if old.version_on(day) != new.version_on(day):
+            return day
+    return None
+
+
+def label_conflicts(new: Rules, recorded: list[Rules]) -> list[str]:
+    """The version labels of ``new`` that name another content in a rules file the books
+    used (SPEC v3 §6: a version label names one content)."""
+    conflicts = []
+    for version in new.versions:
+        for old in recorded:
+            for other in old.versions:
+                if other.version == version.version and other != version:
+                    conflicts.append(version.version)
+    return sorted(set(conflicts))
+
 
 # Named limits: a rules file past them is refused (every day the engine computes from them
 # must stay inside the calendar; SPEC v3 §2 keeps booking days in 1970-01-01 .. 9998-12-31).
@@ -161,6 +235,11 @@ def parse_rules(text: str) -> Rules:
     days = [version.effective_from for version in versions]
     if len(set(days)) != len(days):
         raise RulesError("rules: two catalogue versions share an effective_from day")
+    labels = [version.version for version in versions]
+    if len(set(labels)) != len(labels):
+        raise RulesError(
+            "rules: two catalogue versions share a version label (a label names one content)"
+        )
     trial = _require(document, "trial", "rules")
     auto = _require(document, "auto_top_up", "rules")
     expiry = _require(document, "expiry", "rules")

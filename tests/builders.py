@@ -10,6 +10,7 @@ import datetime
 import itertools
 import json
 import os
+import re
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -127,6 +128,26 @@ def lots_match_wallets(books_dir: Path) -> None:
             charges = sum(m.cents for m in moves if m.cents > 0 and m.key != "breakage")
             breakage = sum(m.cents for m in moves if m.key == "breakage")
             assert Decimal(credits - charges - breakage) / 100 == -wallet
+
+
+def add_catalogue_version(books_dir: Path, label: str, effective_from: str, **prices) -> None:
+    """Appends to the books' rules.toml a copy of their first catalogue version under a new
+    label, in force from ``effective_from``, with ``plan_field="value"`` changes (e.g.
+    ``essentials_price_monthly="0.45"``): a price change as SPEC v3 §6 wants it made."""
+    rules = books_dir / "rules.toml"
+    text = rules.read_text(encoding="utf-8")
+    block = text[text.index("\n[[versions]]") + 1 :]  # the first version (not a comment)
+    block = "[[versions]]" + block[len("[[versions]]") :].split("\n[[versions]]")[0]
+    block = re.sub(r'version = "[^"]*"', f'version = "{label}"', block, count=1)
+    block = re.sub(r'effective_from = "[^"]*"', f'effective_from = "{effective_from}"', block)
+    for key, value in prices.items():
+        plan, field = key.split("_", 1)
+        section = f"[versions.plans.{plan}]"
+        head, tail = block.split(section, 1)
+        tail = re.sub(rf'{field} = [^\n]*', f'{field} = "{value}"' if not value.isdigit()
+                      else f"{field} = {value}", tail, count=1)  # fmt: skip
+        block = head + section + tail
+    rules.write_text(text.rstrip("\n") + "\n\n" + block.strip("\n") + "\n", encoding="utf-8")
 
 
 def replay_clean(books_dir: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from builders import (
     Crash,
+    add_catalogue_version,
     crash_at,
     init_books,
     journal_bytes,
@@ -264,18 +265,19 @@ def test_checkpoint_days_are_the_day_after_the_night_and_each_month_start():
 
 
 def test_new_rules_are_not_read_through_old_checkpoints(tmp_path):
-    """A checkpoint holds what was derived under the rules of its day (here: how much of a
-    period's allowance is left); after the rules file changes, a night derives from the
-    first event, as the full derivation does."""
+    """A checkpoint holds what was derived under the rules of its day; after the rules in
+    force change (a version appended from a day not yet posted: SPEC v3 §6), a night derives
+    from the first event, as the full derivation does, and the new price applies."""
     twins = Twins(tmp_path)
     twins.night(
         [sub("ann", stamp(0, 1), "essentials")]
         + [use("ann", stamp(1, 60 + i), f"c{i}") for i in range(3)],
         START + datetime.timedelta(days=1),
     )
+    later = (START + datetime.timedelta(days=2)).isoformat()
     for books in (twins.fast, twins.full):
-        rules = books / "rules.toml"
-        text = rules.read_text()
-        rules.write_text(text.replace("included_monthly = 20", "included_monthly = 2", 1))
+        add_catalogue_version(books, "2026.2", later, essentials_price_monthly="0.45")
     twins.night([use("ann", stamp(2, 60), "later")], START + datetime.timedelta(days=2))
     twins.assert_same()
+    text = (twins.fast / "customers/C-ann/2026-11.beancount").read_text()
+    assert 'rules-version: "2026.2"' in text and "-0.45 EUR" in text

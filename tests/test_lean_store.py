@@ -135,8 +135,11 @@ def test_a_schema_3_store_is_upgraded_with_every_raw_line(tmp_path):
 
 
 # What this version writes that the engine of schema 3 did not: the plan and interval of a
-# usage entry (SPEC v3 §3), and October's seal (which covers October's files) with them.
-ADDED_SINCE_SCHEMA_3 = re.compile(rb"^  (plan|interval|seal-sha256): .*\n", re.MULTILINE)
+# usage entry (SPEC v3 §3), and October's seal (which covers October's files) with them and
+# the rules October was posted under (SPEC v3 §6).
+ADDED_SINCE_SCHEMA_3 = re.compile(
+    rb"^  (plan|interval|seal-sha256|rules-sha256): .*\n", re.MULTILINE
+)
 
 
 def test_the_upgrade_tells_an_omitted_commitment_from_a_commitment_of_zero(tmp_path):

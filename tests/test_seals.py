@@ -18,9 +18,11 @@ from ledger_engine.reconcile import reconcile
 RECIPE = r"""
 seal=0000000000000000000000000000000000000000000000000000000000000000
 for month in $MONTHS; do
+  rules=$(grep -rh -A8 "custom \"closed\" \"$month\"" gl | grep rules-sha256 | cut -d'"' -f2)
   seal=$( { echo "previous $seal"
             find gl customers -name "$month.beancount" | LC_ALL=C sort |
               while read -r f; do echo "$f $(sha256sum "$f" | cut -d' ' -f1)"; done
+            echo "rules.toml $rules"
           } | sha256sum | cut -d' ' -f1 )
   echo "$month $seal"
 done

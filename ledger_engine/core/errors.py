@@ -81,5 +81,9 @@ class RulesError(LedgerError):
     """The rules file is unreadable or incomplete."""
 
 
+class RulesChanged(LedgerError):
+    """rules.toml would change what is in force on a day already posted (SPEC v3 §6)."""
+
+
 class InvalidSetting(LedgerError):
     """A setting of the books (timezone, currency) is not usable."""

@@ -64,7 +64,7 @@ def _carried(given, current: Terms | None, name: str, default):
 
 
 def _new_terms(event: Event, current: Terms | None, rules: Rules) -> Terms:
-    policy = rules.auto_top_up
+    policy = rules.on(event.day).auto_top_up
     interval = event.interval or "monthly"
     active = current is not None and current.active
     same_period = (
@@ -111,7 +111,7 @@ def _verdict(event: Event, terms: Terms | None, rules: Rules) -> str | None:
     if not terms.active:
         return NO_ACTIVE_SUBSCRIPTION
     if event.rated:
-        features = rules.version_on(event.day).plans[terms.plan].features
+        features = rules.on(event.day).version_on(event.day).plans[terms.plan].features
         if event.feature not in features:
             return FEATURE_NOT_IN_PLAN
     return None
@@ -167,7 +167,7 @@ class _Marks:
 
 def _apply_trial_cap(
     usage: list[tuple[Event, Terms]],
-    cap: int,
+    rules: Rules,
     verdicts: dict[str, str],
     units: int,
     holders: set[str],
@@ -183,7 +183,7 @@ def _apply_trial_cap(
         if terms.plan == "trial":
             needs_unit = event.feature == "playground" or event.conversation not in holders
             if needs_unit:
-                if units >= cap:
+                if units >= rules.on(event.day).trial_unit_cap:
                     verdicts[event.id] = TRIAL_LIMIT_REACHED
                     continue
                 units += 1
@@ -196,7 +196,7 @@ def _apply_trial_cap(
 
 
 def _price(terms: Terms, day: datetime.date, rules: Rules) -> tuple[int, str]:
-    version = rules.version_on(day)
+    version = rules.on(day).version_on(day)
     if terms.plan == "enterprise":
         return terms.unit_price or 0, version.version
     interval = "monthly" if terms.plan == "trial" else terms.interval
@@ -208,7 +208,9 @@ def _allowance(terms: Terms, period_start: datetime.date, rules: Rules) -> int:
         return terms.included or 0
     if terms.plan == "trial":
         return 0
-    return rules.version_on(period_start).plans[terms.plan].included(terms.interval)
+    return (
+        rules.on(period_start).version_on(period_start).plans[terms.plan].included(terms.interval)
+    )
 
 
 # A period is told apart by the instant its sequence began and its first day: several may
@@ -341,7 +343,7 @@ def rate_customer(
     )
     usage, trial_states = _apply_trial_cap(
         usage,
-        rules.trial_unit_cap,
+        rules,
         verdicts,
         start.trial_units if start else 0,
         set(start.trial_holders) if start else set(),

@@ -251,14 +251,14 @@ def commitment_lot(replay: Replay, day: datetime.date) -> Lot | None:
     terms = commitment_terms(replay, day)
     if terms is None or terms.commitment <= 0:
         return None
-    months = replay.rules.commitment_billing_months
+    months = replay.rules.on(day).commitment_billing_months
     last_valid = dates.add_months(day, months, terms.commitment_anchor.day) - ONE_DAY
     lot_id = f"commitment-{day.isoformat()}"
     return Lot(lot_id, "commitment", day, last_valid, terms.commitment, terms.commitment)
 
 
 def top_up_expiry(replay: Replay, day: datetime.date) -> datetime.date:
-    return dates.last_day_of_month(day, replay.rules.top_up_extra_months)
+    return dates.last_day_of_month(day, replay.rules.on(day).top_up_extra_months)
 
 
 def top_up_lot(replay: Replay, event: Event) -> Lot:

@@ -91,6 +91,20 @@ def rules_texts(db: sqlite_utils.Database) -> list[tuple[str, str]]:
     return db.execute("SELECT sha256, text FROM rules_texts ORDER BY sha256").fetchall()
 
 
+def rules_changes(db: sqlite_utils.Database) -> list[tuple[int, str, str]]:
+    """Every change of the rules in force: ``(run, first day, SHA-256)``, oldest first."""
+    return db.execute(
+        "SELECT run_id, first_day, sha256 FROM rules_history ORDER BY run_id"
+    ).fetchall()
+
+
+def record_rules_change(db, run_id: int, first_day: datetime.date, sha256: str) -> None:
+    db.execute(
+        "INSERT INTO rules_history (run_id, first_day, sha256) VALUES (?, ?, ?)",
+        [run_id, first_day.isoformat(), sha256],
+    )
+
+
 def insert_dicts(db: sqlite_utils.Database, table: str, rows: Iterable[dict], conflict="") -> int:
     """Bulk-inserts dicts that share their keys, with one prepared statement.
 

@@ -97,6 +97,12 @@ CREATE TABLE IF NOT EXISTS runs (
 -- Schema 5: every rules file a run used, by its SHA-256 (the rules are part of the history:
 -- a replay derives each run under the rules it recorded).
 CREATE TABLE IF NOT EXISTS rules_texts (sha256 TEXT PRIMARY KEY, text TEXT NOT NULL);
+-- Schema 5: from which day each rules file is in force, as each run that changed it said
+-- (rules.RulesHistory: a change applies from first_day on, replacing what was to apply
+-- from that day or later).
+CREATE TABLE IF NOT EXISTS rules_history (
+    run_id INTEGER PRIMARY KEY, first_day TEXT NOT NULL, sha256 TEXT NOT NULL
+);
 -- Schema 5: the digest of each customer's derived state after each run that derived it;
 -- the run's record covers the list (store/runlog.py).
 CREATE TABLE IF NOT EXISTS state_digests (

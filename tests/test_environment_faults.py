@@ -31,6 +31,8 @@ READERS = [
     ("report", "wallet-rollforward"),
     ("report", "receivables-aging", "--format", "json"),
     ("transactions", "acme-gmbh"),
+    ("runs",),
+    ("runs", "--json"),
 ]
 WRITERS = [
     ("post", str(EVENTS / "2026-12-late.jsonl"), "--through", "2026-12-31"),

@@ -36,6 +36,7 @@ ALLOWED = {
     "trace": {"core", "rules", "books", "store", "commit"},
     "finance": {"core", "rules", "books", "store", "commit"},
     "replay": {"core", "rules", "books", "store", "commit"},
+    "runs": {"core", "rules", "books", "store", "commit"},
     "cli": {
         "core",
         "rules",
@@ -47,6 +48,7 @@ ALLOWED = {
         "trace",
         "finance",
         "replay",
+        "runs",
     },  # fmt: skip
     "__main__": {"cli"},
     "__init__": set(),

@@ -28,6 +28,7 @@ READERS = [
     ("reconcile", "--replay"),
     ("rejections",),
     ("trace", "gl.2026-10-27.usage.r1"),
+    ("trace", "auto-top-up-2026-11-17"),
     ("report", "wallet-rollforward"),
     ("report", "receivables-aging", "--format", "json"),
     ("transactions", "acme-gmbh"),

@@ -23,6 +23,7 @@ from ledger_engine import commit, finance, reports
 from ledger_engine import post as post_command
 from ledger_engine import reconcile as reconcile_command
 from ledger_engine import replay as replay_command
+from ledger_engine import runs as runs_command
 from ledger_engine import trace as trace_command
 from ledger_engine.core import dates
 from ledger_engine.core.errors import LedgerError
@@ -378,6 +379,19 @@ def _table_lines(columns, rows) -> list[str]:
 
 def _is_amount(value) -> bool:
     return isinstance(value, str) and value.lstrip("-").replace(".", "", 1).isdigit()
+
+
+@main.command()
+@books_argument
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def runs(books_dir: Path, as_json: bool):
+    """Show the run log, oldest run first: who ran what, on which inputs and rules."""
+    with expected_errors():
+        found = runs_command.runs(books_dir)
+    if as_json:
+        click.echo(json.dumps(found, indent=1))
+    else:
+        click.echo("\n".join(runs_command.table_lines(found)))
 
 
 @main.command()

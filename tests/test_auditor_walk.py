@@ -38,3 +38,10 @@ def test_the_readme_walk_runs_as_written_and_every_step_answers():
     assert "sample_books/events/2026-12-late.jsonl:1, read in run 4" in out
     assert "Income:AI:Allowance:Included         0.20 EUR" in out
     assert "Books reconcile." in out
+    assert (
+        "  lot auto-top-up-2026-11-17 of customer acme-gmbh: auto_top_up, 25.00 credited "
+        "2026-11-17, valid through 2026-12-31, 24.40 left"
+    ) in out
+    assert "    origin: the charges of 2026-11-17 that needed it" in out
+    assert "Run 3: close 2026-10, " in out
+    assert "  input: sample_books/events/2026-10-night.jsonl  sha256 f9eb88194ec1" in out

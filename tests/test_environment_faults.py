@@ -28,9 +28,12 @@ READERS = [
     ("reconcile", "--replay"),
     ("rejections",),
     ("trace", "gl.2026-10-27.usage.r1"),
+    ("trace", "auto-top-up-2026-11-17"),
     ("report", "wallet-rollforward"),
     ("report", "receivables-aging", "--format", "json"),
     ("transactions", "acme-gmbh"),
+    ("runs",),
+    ("runs", "--json"),
 ]
 WRITERS = [
     ("post", str(EVENTS / "2026-12-late.jsonl"), "--through", "2026-12-31", "--allow-future"),

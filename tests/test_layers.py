@@ -37,6 +37,7 @@ ALLOWED = {
     "trace": {"core", "rules", "books", "store", "commit"},
     "finance": {"core", "rules", "books", "store", "commit"},
     "replay": {"core", "rules", "books", "store", "commit"},
+    "runs": {"core", "rules", "books", "store", "commit"},
     "cli": {
         "core",
         "rules",
@@ -48,6 +49,7 @@ ALLOWED = {
         "trace",
         "finance",
         "replay",
+        "runs",
     },  # fmt: skip
     "__main__": {"cli"},
     "__init__": set(),

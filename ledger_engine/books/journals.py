@@ -17,12 +17,14 @@ come back as they are, with what was refused, so a report can still be made of t
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from pathlib import Path
 from typing import NamedTuple
 
 from ledger_engine.books import confined, layout, text
-from ledger_engine.core.errors import BooksTampered
+from ledger_engine.core.errors import BooksDamaged, BooksTampered
+from ledger_engine.core.model import JournalFile
 
 # Options the parser fills in from what it read rather than from an option line.
 _PARSED_KEYS = frozenset({"filename", "include", "input_hash", "dcontext", "commodities"})
@@ -183,3 +185,38 @@ def relative_name(filename: str, books_dir: Path) -> str:
         return Path(filename).relative_to(books_dir).as_posix()
     except ValueError:
         return filename
+
+
+def transaction_meta(books_dir: Path, relative: str, recorded: JournalFile) -> dict[str, dict]:
+    """The metadata of every transaction in a journal file's committed bytes, by its ``txn``.
+
+    Only the bytes a run committed are read (a torn tail is no run's), and only once they
+    hash to the SHA-256 the store recorded: metadata read from a file edited by hand would
+    vouch for what no run wrote.  Parsed with ``beancount.parser`` alone (nothing runs).
+
+    Args:
+        books_dir: the books.
+        relative: the file, relative to the books.
+        recorded: what the store recorded of it.
+
+    Returns:
+        Transaction id -> its metadata (beancount's values: text, numbers, days).
+
+    Raises:
+        BooksDamaged: the file is missing or shorter than recorded.
+        BooksTampered: its committed bytes are not what the store recorded (or it is a link).
+    """
+    try:
+        data = confined.read_bytes(books_dir, relative)[: recorded.length]
+    except OSError as error:
+        raise BooksDamaged(f"cannot read {relative}: {error.strerror or error}") from None
+    if len(data) < recorded.length:
+        raise BooksDamaged(f"{relative} is shorter than the store recorded; run reconcile")
+    if hashlib.sha256(data).hexdigest() != recorded.sha256:
+        raise BooksTampered(f"{relative} differs from what the store recorded; run reconcile")
+    entries, _, _ = _parse(data, relative)
+    return {
+        entry.meta["txn"]: entry.meta
+        for entry in entries
+        if hasattr(entry, "postings") and isinstance(entry.meta.get("txn"), str)
+    }

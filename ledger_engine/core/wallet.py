@@ -233,13 +233,29 @@ def credit_entry(
 
 
 def commitment_terms(replay: Replay, day: datetime.date) -> Terms | None:
+    """The terms whose commitment is credited on ``day`` (see :func:`terms_of_commitment`)."""
+    return terms_of_commitment(replay.terms, replay.term_days, day)
+
+
+def terms_of_commitment(
+    timeline: tuple[Terms, ...], term_days: tuple[datetime.date, ...], day: datetime.date
+) -> Terms | None:
     """The terms whose commitment is credited on ``day``, if a commitment month starts
     then: the terms in force at the day's start, or the first (re-)subscription of the day,
     whichever first has a commitment month beginning on ``day`` (SPEC v3 §5: commitment
-    months keep their anchor across plan changes; a changed amount waits for the next)."""
-    start = bisect.bisect_left(replay.term_days, day)
-    end = bisect.bisect_right(replay.term_days, day)
-    for terms in replay.terms[max(start - 1, 0) : end]:
+    months keep their anchor across plan changes; a changed amount waits for the next).
+
+    Args:
+        timeline: a rating's terms, in time order.
+        term_days: the day of each of them.
+        day: the day.
+
+    Returns:
+        Those terms, or None when no commitment month of active terms starts on ``day``.
+    """
+    start = bisect.bisect_left(term_days, day)
+    end = bisect.bisect_right(term_days, day)
+    for terms in timeline[max(start - 1, 0) : end]:
         anchor = terms.commitment_anchor
         if terms.active and day >= anchor and dates.billing_month_start(anchor, day) == day:
             return terms

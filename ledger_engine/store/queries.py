@@ -473,6 +473,24 @@ def customer_events(
     return result
 
 
+def customer_events_of_types(
+    db: sqlite_utils.Database, customer: str, types: Iterable[str]
+) -> list[Event]:
+    """The schema-valid events of one customer of the given types (e.g. those its terms
+    come from), in no particular order."""
+    types = list(types)
+    result: dict[str, list[Event]] = {customer: []}
+    _events_of_rows(
+        db.conn.execute(
+            "SELECT id, type, customer, at, day, fields, run_id FROM events "
+            f"WHERE customer = ? AND type IN ({_marks(types)})",
+            [customer, *types],
+        ),
+        result,
+    )
+    return result[customer]
+
+
 def customer_events_since(
     db: sqlite_utils.Database,
     customer: str,
@@ -1204,6 +1222,47 @@ def postings_of(db: sqlite_utils.Database, txn_id: str) -> list[tuple[str, int]]
     return db.execute(
         "SELECT account, amount FROM postings WHERE txn_id = ? ORDER BY rowid", [txn_id]
     ).fetchall()
+
+
+_LOT_COLUMNS = "customer, lot_id, kind, day, last_valid, amount, remainder"
+
+
+def _lot_of_row(row) -> tuple[str, Lot]:
+    return row[0], Lot(row[1], row[2], _date(row[3]), _date(row[4]), row[5], row[6])
+
+
+def lots_named(db: sqlite_utils.Database, lot_id: str) -> list[tuple[str, Lot]]:
+    """Every customer's lot of this id (lot ids are per customer), by customer."""
+    rows = db.execute(
+        f"SELECT {_LOT_COLUMNS} FROM lots WHERE lot_id = ? ORDER BY customer", [lot_id]
+    )
+    return [_lot_of_row(row) for row in rows]
+
+
+def lot_of(db: sqlite_utils.Database, customer: str, lot_id: str) -> Lot | None:
+    row = db.execute(
+        f"SELECT {_LOT_COLUMNS} FROM lots WHERE customer = ? AND lot_id = ?", [customer, lot_id]
+    ).fetchone()
+    return _lot_of_row(row)[1] if row else None
+
+
+def entries_between(db: sqlite_utils.Database, customer: str, first: str, last: str):
+    """A customer's subledger entries whose original day is from ``first`` to ``last``
+    (corrections included), in posting order."""
+    rows = db.execute(
+        f"SELECT {_TXN_COLUMNS} FROM transactions WHERE customer = ? AND orig_day >= ? "
+        "AND orig_day <= ? AND ledger = 'sub' ORDER BY effective_day, run_id, position",
+        [customer, first, last],
+    )
+    return [TxnRow(*row) for row in rows]
+
+
+def journal_file(db: sqlite_utils.Database, path: str) -> JournalFile | None:
+    """What the store recorded of one journal file at the last commit."""
+    row = db.execute(
+        "SELECT length, sha256, month, sealed FROM journal_files WHERE path = ?", [path]
+    ).fetchone()
+    return JournalFile(row[0], row[1], row[2], bool(row[3])) if row else None
 
 
 class Classification(NamedTuple):

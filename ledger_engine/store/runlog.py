@@ -162,6 +162,14 @@ def runs(db: sqlite_utils.Database) -> Iterator[dict]:
         yield dict(zip(columns, row, strict=True))
 
 
+def run_record(db: sqlite_utils.Database, run_id: int) -> dict | None:
+    """One record of the run log, as a dict of its columns (None: no such run)."""
+    cursor = db.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+    row = cursor.fetchone()
+    columns = [column[0] for column in cursor.description]
+    return dict(zip(columns, row, strict=True)) if row else None
+
+
 def details_of(run: dict) -> dict | None:
     """A run's details, or None for a record that has none (or none readable)."""
     try:

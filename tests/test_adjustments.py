@@ -176,6 +176,29 @@ def test_adjustments_come_after_payments_and_before_write_offs_within_a_day(post
     }
 
 
+def test_what_an_adjustment_invoiced_stays_open_for_a_write_off_of_a_later_night(poster):
+    """The open receivable a night resumes from (its checkpoint) counts the adjustments of
+    earlier nights: 8.00 invoiced by hand on 10 Nov, 3.00 credited on 11 Nov, 5.00 written
+    off on 20 Nov, and 0.01 more refused."""
+    poster([sub("acme", "2026-11-01T08:00:00Z", "boost"),
+            adjustment(AT, [("receivable", "8.00"), (SR, "-8.00")])], "2026-11-10")  # fmt: skip
+    poster([adjustment("2026-11-11T09:00:00Z", [("receivable", "-3"), (SR, "3")], id="cn")],
+           "2026-11-11")  # fmt: skip
+    result = poster(
+        [
+            money_event("write_off", "acme", "2026-11-20T08:00:00Z", "5.00", id="w1"),
+            money_event("write_off", "acme", "2026-11-21T08:00:00Z", "0.01", id="w2"),
+        ],
+        "2026-11-30",
+    )
+    assert result.rejected == {"exceeds_open_receivable": 1}
+    assert customer_balances(poster.books, "acme") == {
+        SR: D("-5.00"),
+        "Expenses:BadDebt": D("5.00"),
+    }
+    assert post(poster.books, [], datetime.date(2026, 11, 30), full=True).transactions_written == 0
+
+
 def test_an_adjustment_is_no_wallet_movement_and_the_reports_tie_to_the_gl(poster):
     no_auto = {"auto_top_up": {"enabled": False}}
     events = [

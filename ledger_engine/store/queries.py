@@ -361,9 +361,10 @@ _PADDING = [(None,) * (len(EVENT_TYPED_FIELDS) - n) for n in range(len(EVENT_TYP
 
 
 # An adjustment's lines are a tuple of (account, cents) pairs, stored as a JSON array of
-# arrays: read back, they are made tuples again, so that an event read back is the event
-# checked (the books do not depend on it, but every event a derivation sees is the same
-# value on every path).  Only an adjustment stores anything from ``lines`` on.
+# arrays: read back, they are made tuples again, so that an event read back equals the event
+# that was checked, whichever path brings a derivation its events (kept in memory, read
+# back, sent to the worker).  Only an adjustment stores anything from ``lines`` on, so other
+# rows pay one length comparison.
 _LINES_AT = EVENT_TYPED_FIELDS.index("lines")
 
 

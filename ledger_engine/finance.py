@@ -6,14 +6,19 @@ correction counts in the month it was posted in, as in the GL), and ties to the 
 - ``revenue-by-customer``: customer x month x line: suggested replies and autopilot (gross at
   list price, the included allowance, net), the trial allowance and the granted credit used;
   summed over customers, each month's gross, allowances and net equal the GL's
-  ``Income:AI`` accounts.
+  ``Income:AI`` accounts.  An adjustment's line on an ``Income:AI`` account counts in the
+  line of that account, as the GL has it (a credit note on suggested replies lowers their
+  gross).
 - ``wallet-rollforward``: per month: opening, bought, granted, consumed by AI, consumed by
   channels, expired, closing; closing equals the GL's wallets control account at month end,
-  and each opening the previous closing.
+  and each opening the previous closing.  Adjustments never touch a wallet (SPEC v3 §2), so
+  they have no line: a wallet posting of no known kind is an error, not a line.
 - ``expiring-credits``: the remainders of the wallet lots by customer and last valid day;
   they sum to the wallet liability.
-- ``receivables-aging``: open invoices by customer, payments and write-offs applied oldest
-  invoice first, in 0-30 / 31-60 / 61-90 / 90+ days; the total is the open receivable.
+- ``receivables-aging``: open invoices by customer, payments, write-offs and the credits of
+  adjustments applied oldest invoice first, in 0-30 / 31-60 / 61-90 / 90+ days; an
+  adjustment's debit of the receivable is an invoice of its day; the total is the open
+  receivable.
 """
 
 from __future__ import annotations
@@ -167,8 +172,9 @@ def expiring_credits(db: sqlite_utils.Database, month: str | None) -> Table:
 
 
 def _open_invoices(postings: list[PostingRow]) -> list[list]:
-    """[day, cents open] of a customer's invoices after applying its credits (payments,
-    write-offs, reversals) to the oldest open invoice first; an unapplied credit last."""
+    """[day, cents open] of a customer's invoices (every debit of its receivable, an
+    adjustment's too) after applying its credits (payments, write-offs, adjustments,
+    reversals) to the oldest open invoice first; an unapplied credit last."""
     invoices: list[list] = []
     credit, oldest = 0, 0
     for posting in postings:

@@ -46,6 +46,7 @@ EVENT_KINDS = {
     EntryKind.GRANT: "credit_grant",
     EntryKind.PAYMENT: "payment",
     EntryKind.WRITE_OFF: "write_off",
+    EntryKind.ADJUSTMENT: "adjustment",
     EntryKind.CHANNEL: "channel_usage",
 }
 
@@ -352,6 +353,7 @@ def _links_of_event(db, event: RawEvent) -> list[str]:
         "credit_grant": (EntryKind.GRANT, short_hash(stored.id)),
         "payment": (EntryKind.PAYMENT, short_hash(stored.id)),
         "write_off": (EntryKind.WRITE_OFF, short_hash(stored.id)),
+        "adjustment": (EntryKind.ADJUSTMENT, short_hash(stored.id)),
         "channel_usage": (EntryKind.CHANNEL, stored.channel),
     }.get(stored.type)
     if detail is None:

@@ -126,6 +126,40 @@ def subscription(draw, customer: str, day: int, number: int) -> dict:
                **extra)  # fmt: skip
 
 
+# What an adjustment's lines name (SPEC v3 §2): the receivable most often, so that the
+# write-offs, payments and aging that read it meet adjustments too.
+ADJUSTED = st.sampled_from(
+    [
+        "receivable",
+        "Assets:Bank:Clearing",
+        "Expenses:BadDebt",
+        "Income:AI:Revenue:SuggestedReplies",
+        "Income:AI:Allowance:Included",
+        "Income:Wallet:Breakage",
+        "Income:Channels:Sms",
+    ]
+)
+
+
+@st.composite
+def adjustment_lines(draw) -> list[dict]:
+    """2 or 3 balanced lines on distinct accounts, the receivable among them in most."""
+    accounts = draw(st.lists(ADJUSTED, min_size=2, max_size=3, unique=True))
+    if "receivable" not in accounts and draw(st.booleans()):
+        accounts[0] = "receivable"
+    cents = [draw(st.sampled_from([7, -30, 300, -250, 1000])) for _ in accounts[1:]]
+    cents.insert(0, -sum(cents))
+    return [
+        {"account": account, "amount": f"{amount / 100:.2f}"}
+        for account, amount in zip(accounts, cents, strict=True)
+    ]
+
+
+def adjustment(customer: str, at: str, event_id: str, lines: list[dict]) -> dict:
+    return {"id": event_id, "type": "adjustment", "customer": customer, "at": at,
+            "lines": lines, "reason": "generated", "reference": event_id}  # fmt: skip
+
+
 @st.composite
 def happening(draw, customer: str, number: int) -> dict:
     # Often on a day a period begins (the anchor day, the renewals of Dec 1 and Jan 1), where
@@ -144,8 +178,12 @@ def happening(draw, customer: str, number: int) -> dict:
     if kind == "cancel":
         return {"id": event_id, "type": "cancellation", "customer": customer, "at": at}
     money = draw(
-        st.sampled_from(["top_up", "payment", "channel_usage", "credit_grant", "write_off"])
+        st.sampled_from(
+            ["top_up", "payment", "channel_usage", "credit_grant", "write_off", "adjustment"]
+        )
     )
+    if money == "adjustment":
+        return adjustment(customer, at, event_id, draw(adjustment_lines()))
     event = {"id": event_id, "type": money, "customer": customer, "at": at,
              "amount": draw(st.sampled_from(["0.30", "2.50", "7.00"]))}  # fmt: skip
     if money == "channel_usage":

@@ -19,6 +19,7 @@ from builders import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_incremental import adjustment, adjustment_lines
 
 from ledger_engine.core import accounts
 from ledger_engine.post import post
@@ -66,16 +67,20 @@ def subscriptions(draw, customer):
     return event
 
 
+ACTIVITY_KINDS = (
+    "sr", "sr", "ap", "pg", "top_up", "channel", "payment", "credit_grant", "write_off",
+    "adjustment",
+)  # fmt: skip
+
+
 @st.composite
 def activity(draw, customer, index):
     # Within about 40 days, often on a day a period begins (where changes of terms go too).
     minutes = draw(st.one_of(st.integers(1, 60 * 24 * 40), PERIOD_START_MINUTES))
-    kind = draw(
-        st.sampled_from(
-            ["sr", "sr", "ap", "pg", "top_up", "channel", "payment", "credit_grant", "write_off"]
-        )
-    )
+    kind = draw(st.sampled_from(ACTIVITY_KINDS))
     base = {"id": f"{customer}-{index}", "customer": customer, "at": at(minutes)}
+    if kind == "adjustment":
+        return adjustment(customer, base["at"], base["id"], draw(adjustment_lines()))
     if kind in ("sr", "ap", "pg"):
         feature = {"sr": "suggested_reply", "ap": "autopilot", "pg": "playground"}[kind]
         event = {**base, "type": "ai_usage", "feature": feature}

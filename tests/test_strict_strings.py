@@ -47,6 +47,17 @@ VALID = {
         "reason": "goodwill",
     },
     "write_off": {**COMMON, "type": "write_off", "amount": "5", "reason": "bankrupt"},
+    "adjustment": {
+        **COMMON,
+        "type": "adjustment",
+        "lines": [
+            {"account": "receivable", "amount": "-2.50"},
+            {"account": "Income:AI:Revenue:SuggestedReplies", "amount": "2.50"},
+        ],
+        "reason": "credit note",
+        "reference": "CN-1",
+        "approved_by": "cfo",
+    },
 }
 # Every string field the engine reads, and an event that reads it.
 STRING_FIELDS = {
@@ -62,6 +73,8 @@ STRING_FIELDS = {
     "interval": "subscription",
     "expires": "credit_grant",
     "reason": "write_off",
+    "reference": "adjustment",
+    "approved_by": "adjustment",
 }
 CONTROL_CHARACTERS = {"NUL": "\x00", "BEL": "\x07", "ESC": "\x1b", "US": "\x1f", "DEL": "\x7f"}
 
@@ -120,6 +133,9 @@ def test_the_valid_events_pass():
         ("ai_usage", "conversation", "c1\n"),
         ("credit_grant", "reason", "goodwill\n"),
         ("write_off", "reason", "bankrupt\n"),
+        ("adjustment", "reason", "credit note\n"),
+        ("adjustment", "reference", "CN-1\n"),
+        ("adjustment", "approved_by", "cfo\n"),
     ],
 )
 def test_a_trailing_newline_is_invalid_for_its_field(kind, field, value):

@@ -43,6 +43,18 @@ SHARED_ACCOUNTS = (
 )
 GL_ACCOUNTS = (WALLETS_CONTROL, RECEIVABLES_CONTROL, *SHARED_ACCOUNTS)
 
+# What the lines of an adjustment may name (SPEC v3 §2): the customer's receivable, by this
+# word (the event names no segment), and the bank, bad debt and every income account of the
+# chart, read from it so that an income account the chart gains can be adjusted too.  Never
+# a wallet: only lots move it, and lots sum to it (reconcile).
+ADJUSTMENT_RECEIVABLE = "receivable"
+ADJUSTMENT_ACCOUNTS = (
+    ADJUSTMENT_RECEIVABLE,
+    BANK_CLEARING,
+    BAD_DEBT,
+    *(account for account in SHARED_ACCOUNTS if account.startswith("Income:")),
+)
+
 _PLAIN = re.compile(r"[A-Za-z0-9]")
 
 

@@ -21,9 +21,13 @@ import orjson
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ledger_engine.core import dates
+from ledger_engine.core.accounts import ADJUSTMENT_ACCOUNTS
 from ledger_engine.core.digests import text_key
 from ledger_engine.core.errors import InputTooLarge
 from ledger_engine.core.model import (
+    ADJUSTMENT_LINES_MAX,
+    ADJUSTMENT_LINES_MIN,
+    ADJUSTMENT_TEXT_CHARS_MAX,
     AI_FEATURES,
     CHANNELS,
     CURRENCY_MISMATCH,
@@ -39,6 +43,7 @@ from ledger_engine.core.model import (
     Line,
     Rejection,
 )
+from ledger_engine.core.money import format_cents
 
 # Named limits (SPEC §2 and the reliability issue): anything longer is quarantined.
 LINE_BYTES_MAX = 64 * 1024
@@ -74,12 +79,17 @@ class InvalidField(Exception):
 
 class FloatNumber(InvalidField):
     """A float in a field that takes an integer: ``integer_detail`` is the rejection's detail
-    instead when the float is orjson's reading of an integer literal beyond 64 bits."""
+    instead when the float is orjson's reading of an integer literal beyond 64 bits.
+    ``path`` is where the value is in the event (dotted, list items by index), when that is
+    not the field itself: the amount of an adjustment's line is ``lines.2.amount``."""
 
-    def __init__(self, field: str, value: float, detail: str, integer_detail: str):
+    def __init__(
+        self, field: str, value: float, detail: str, integer_detail: str, path: str | None = None
+    ):
         super().__init__(field, detail)
         self.value = value
         self.integer_detail = integer_detail
+        self.path = path or field
 
 
 def _written_as_integer(raw: bytes, error: FloatNumber) -> bool:
@@ -95,8 +105,13 @@ def _written_as_integer(raw: bytes, error: FloatNumber) -> bool:
         value = json.loads(raw)
     except (ValueError, RecursionError):  # over Python's digit limit for an int, or deep
         return False
-    for name in error.field.split("."):
-        value = value.get(name) if isinstance(value, dict) else None
+    for name in error.path.split("."):
+        if isinstance(value, dict):
+            value = value.get(name)
+        elif isinstance(value, list) and name.isdigit() and int(name) < len(value):
+            value = value[int(name)]
+        else:
+            value = None
     return type(value) is int
 
 
@@ -106,25 +121,33 @@ def _no_control_character(value: str, field: str) -> None:
         raise InvalidField(field, detail)
 
 
-def _money_cents(value: object, field: str, positive: bool) -> int:
+def _signed_cents(value: object, field: str, path: str | None = None) -> int:
+    """Money in cents, a leading ``-`` allowed; ``path`` names the value in the details when
+    it is not the field itself (a line of an adjustment)."""
+    where = path or field
     if isinstance(value, float):
-        detail = f"{field}: money must be a decimal string or integer, not a float"
-        limit = f"{field}: larger than the limit {MONEY_CENTS_MAX // 100}"
-        raise FloatNumber(field, value, detail, limit)
+        detail = f"{where}: money must be a decimal string or integer, not a float"
+        limit = f"{where}: larger than the limit {MONEY_CENTS_MAX // 100}"
+        raise FloatNumber(field, value, detail, limit, path)
     if isinstance(value, bool) or not isinstance(value, str | int):
         kind = type(value).__name__
-        raise InvalidField(field, f"{field}: money must be a decimal string or integer, not {kind}")
+        raise InvalidField(field, f"{where}: money must be a decimal string or integer, not {kind}")
     if isinstance(value, int):
         cents = value * 100
     else:
         if not MONEY_PATTERN.fullmatch(value):
-            raise InvalidField(field, f"{field}: not a decimal with at most 2 places: {value!r}")
+            raise InvalidField(field, f"{where}: not a decimal with at most 2 places: {value!r}")
         whole, _, fraction = value.lstrip("-").partition(".")
         cents = int(whole) * 100 + int((fraction + "00")[:2])
         if value.startswith("-"):
             cents = -cents
     if abs(cents) > MONEY_CENTS_MAX:
-        raise InvalidField(field, f"{field}: larger than the limit {MONEY_CENTS_MAX // 100}")
+        raise InvalidField(field, f"{where}: larger than the limit {MONEY_CENTS_MAX // 100}")
+    return cents
+
+
+def _money_cents(value: object, field: str, positive: bool) -> int:
+    cents = _signed_cents(value, field)
     if cents < 0 or (positive and cents == 0):
         raise InvalidField(field, f"{field}: must be {'> 0' if positive else '>= 0'}")
     return cents
@@ -221,7 +244,60 @@ def _type_fields(event_type: str, document: dict) -> dict:
         }
     if event_type == "write_off":
         return {"amount": _money_cents(document.get("amount"), "amount", True), **_reason(document)}
+    if event_type == "adjustment":
+        return _adjustment_fields(document)
     return {}
+
+
+def _adjustment_fields(document: dict) -> dict:
+    """An adjustment's fields, checked in this order: ``lines``, ``reason`` (required),
+    ``reference``, ``approved_by``."""
+    return {
+        "lines": _adjustment_lines(document.get("lines")),
+        **_reason(document, required=True),
+        **_optional_text(document, "reference", ADJUSTMENT_TEXT_CHARS_MAX),
+        **_optional_text(document, "approved_by", ADJUSTMENT_TEXT_CHARS_MAX),
+    }
+
+
+def _adjustment_line(line: object, index: int) -> tuple[str, int]:
+    """One line: an object of exactly ``account`` and ``amount`` (a key the engine would not
+    post, a memo or a currency, is refused rather than dropped from a manual entry)."""
+    where = f"lines.{index}"
+    if not isinstance(line, dict) or line.keys() != {"account", "amount"}:
+        raise InvalidField("lines", f"{where}: must be an object of account and amount only")
+    account = line["account"]
+    if not isinstance(account, str):
+        raise InvalidField("lines", f"{where}.account: must be a string")
+    _no_control_character(account, "lines")
+    if account not in ADJUSTMENT_ACCOUNTS:
+        raise InvalidField(
+            "lines",
+            f"{where}.account: {account[:64]!r} is not receivable, Assets:Bank:Clearing, "
+            "Expenses:BadDebt or an Income: account of the chart",
+        )
+    return account, _signed_cents(line["amount"], "lines", f"{where}.amount")
+
+
+def _adjustment_lines(value: object) -> tuple[tuple[str, int], ...]:
+    """The lines as (account, signed cents): balanced, and moving something (lines that net
+    to zero on every account, all-zero ones included, would post no entry)."""
+    if not isinstance(value, list) or not (
+        ADJUSTMENT_LINES_MIN <= len(value) <= ADJUSTMENT_LINES_MAX
+    ):
+        detail = f"lines: required list of {ADJUSTMENT_LINES_MIN} to {ADJUSTMENT_LINES_MAX} lines"
+        raise InvalidField("lines", detail)
+    lines = tuple(_adjustment_line(line, index) for index, line in enumerate(value))
+    total = sum(cents for _, cents in lines)
+    if total:
+        detail = f"lines: the amounts do not sum to zero (they sum to {format_cents(total)})"
+        raise InvalidField("lines", detail)
+    net: dict[str, int] = {}
+    for account, cents in lines:
+        net[account] = net.get(account, 0) + cents
+    if not any(net.values()):
+        raise InvalidField("lines", "lines: every account nets to zero: nothing would move")
+    return lines
 
 
 def _fields_on(day, event_type: str, document: dict) -> dict:
@@ -247,14 +323,27 @@ def _expires(document: dict) -> dict:
     return {"expires": value}
 
 
-def _reason(document: dict) -> dict:
-    if "reason" not in document:
-        return {}
-    value = document["reason"]
-    if not isinstance(value, str) or len(value) > REASON_CHARS_MAX:
-        raise InvalidField("reason", f"reason: a string of at most {REASON_CHARS_MAX} characters")
+def _reason(document: dict, required: bool = False) -> dict:
+    """``reason``: optional (a grant, a write-off), or ``required`` (an adjustment), then of
+    at least one character."""
+    if not required:
+        return _optional_text(document, "reason", REASON_CHARS_MAX)
+    value = document.get("reason")
+    if not isinstance(value, str) or not 1 <= len(value) <= REASON_CHARS_MAX:
+        detail = f"reason: required string of 1 to {REASON_CHARS_MAX} characters"
+        raise InvalidField("reason", detail)
     _no_control_character(value, "reason")
     return {"reason": value}
+
+
+def _optional_text(document: dict, field: str, chars_max: int) -> dict:
+    if field not in document:
+        return {}
+    value = document[field]
+    if not isinstance(value, str) or len(value) > chars_max:
+        raise InvalidField(field, f"{field}: a string of at most {chars_max} characters")
+    _no_control_character(value, field)
+    return {field: value}
 
 
 def _checked_id(document: dict) -> str:

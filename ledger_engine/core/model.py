@@ -24,10 +24,11 @@ EVENT_TYPES = (
     "payment",
     "credit_grant",
     "write_off",
+    "adjustment",
 )
 # Events that move money and are accepted after a cancellation too (rating's only verdict on
 # them is unknown_customer; a write-off can also exceed the open receivable, see the wallet).
-MONEY_EVENTS = ("top_up", "payment", "credit_grant", "write_off")
+MONEY_EVENTS = ("top_up", "payment", "credit_grant", "write_off", "adjustment")
 PLANS = ("trial", "essentials", "boost", "pro", "enterprise")
 INTERVALS = ("monthly", "annual")
 AI_FEATURES = ("suggested_reply", "autopilot", "playground")
@@ -35,7 +36,12 @@ RATED_FEATURES = ("suggested_reply", "autopilot")  # playground is never rated
 CHANNELS = ("sms", "whatsapp", "voice")
 CHANNEL_LABELS = {"sms": "SMS", "whatsapp": "WhatsApp", "voice": "Voice"}
 LOT_KINDS = ("commitment", "top_up", "auto_top_up", "grant")
-REASON_CHARS_MAX = 256  # the optional reason of a credit grant or write-off
+REASON_CHARS_MAX = 256  # the reason of a credit grant or write-off (optional), adjustment
+# An adjustment (SPEC v3 §2): 2 to 20 balanced lines, a reference and an approver of at most
+# 128 characters each.
+ADJUSTMENT_LINES_MIN = 2
+ADJUSTMENT_LINES_MAX = 20
+ADJUSTMENT_TEXT_CHARS_MAX = 128
 
 # Reason codes (stable: scripts and the README rely on them).
 MALFORMED_JSON = "malformed_json"
@@ -80,7 +86,11 @@ class EntryKind(enum.Enum):
     the customer's wallet history, and the kind of movement its GL summary is (the ``kind``
     metadata finance reads a wallet roll-forward from).  A key is ``prefix`` or
     ``prefix.detail``.  A grant comes before the automatic top-up (granted credit counts
-    as available); a write-off comes last (after the day's payments).
+    as available); a write-off comes last (after the day's payments).  An adjustment comes
+    after the payments and before the write-offs: it never touches the wallet, so no place
+    can show a wallet balance it did not hold, and a write-off is checked against what is
+    open after everything else of its day, finance's own entries included (a credit note
+    lowers what can be written off, an amount invoiced again can be written off that day).
     """
 
     BREAKAGE = ("breakage", "Expiry", "Expiry", "expiry")
@@ -91,6 +101,7 @@ class EntryKind(enum.Enum):
     USAGE = ("usage", "AI usage", "AI", "usage")
     CHANNEL = ("channel", "{label} usage", "{label}", "channel")  # detail: the channel
     PAYMENT = ("payment", "Payment", "Payment", "payment")
+    ADJUSTMENT = ("adjustment", "Adjustment", "Adjustment", "adjustment")
     WRITE_OFF = ("write-off", "Write-off", "Write-off", "write-off")
 
     def __init__(self, prefix: str, narration: str, history_label: str, movement: str):
@@ -157,7 +168,13 @@ class Event(NamedTuple):
     amount: int | None = None
     channel: str | None = None
     expires: str | None = None  # credit_grant: the last valid day, YYYY-MM-DD
-    reason: str | None = None  # credit_grant, write_off: why (kept for the auditor)
+    reason: str | None = None  # credit_grant, write_off, adjustment: why (for the auditor)
+    # adjustment: its lines as given, (account, signed cents), where the account is
+    # ``receivable`` (the customer's) or an account of the chart; and who approved it under
+    # which reference.  Last, so that no other event stores them (nor their nulls).
+    lines: tuple[tuple[str, int], ...] | None = None
+    reference: str | None = None
+    approved_by: str | None = None
 
     @property
     def rated(self) -> bool:

@@ -3,9 +3,9 @@
 :func:`replay_wallet` walks the posting days in order and, on each, posts what the day
 brings in the order of :class:`~ledger_engine.core.model.EntryKind`: expiries of lots that
 ended yesterday, commitments, manual top-ups, credit grants, the automatic top-up when the
-day's charges need it, charges consuming lots soonest-expiry first, payments, write-offs.
-The result is what the books *should* hold; the planner compares it with what they *do*
-hold.
+day's charges need it, charges consuming lots soonest-expiry first, payments, adjustments,
+write-offs.  The result is what the books *should* hold; the planner compares it with what
+they *do* hold.
 
 The only mutable state is the :class:`LotBook`, owned by the day loop; every entry is built
 by a small pure function of its inputs.  Same rating in, same result out.
@@ -319,6 +319,22 @@ def write_off_entry(replay: Replay, event: Event) -> Entry | None:
     return _entry(replay, EntryKind.WRITE_OFF, event.day, short_hash(event.id), postings, meta)
 
 
+def adjustment_entry(replay: Replay, event: Event) -> Entry | None:
+    """Finance's manual entry: its lines as postings, ``receivable`` being the customer's
+    (lines on one account are merged; the checks made sure something moves)."""
+    postings = [
+        (replay.receivable if account == accounts.ADJUSTMENT_RECEIVABLE else account, cents)
+        for account, cents in event.lines
+    ]
+    meta = (
+        ("event", event.id),
+        ("reason", event.reason),
+        *((("reference", event.reference),) if event.reference else ()),
+        *((("approved_by", event.approved_by),) if event.approved_by else ()),
+    )
+    return _entry(replay, EntryKind.ADJUSTMENT, event.day, short_hash(event.id), postings, meta)
+
+
 def payment_entry(replay: Replay, event: Event) -> Entry | None:
     postings = [(accounts.BANK_CLEARING, event.amount), (replay.receivable, -event.amount)]
     meta = (("event", event.id),)
@@ -476,6 +492,7 @@ def post_day(
     entries += _charges(replay, book, day)
     day_events = replay.events.get(day, ())
     entries += [payment_entry(replay, e) for e in day_events if e.type == "payment"]
+    entries += [adjustment_entry(replay, e) for e in day_events if e.type == "adjustment"]
     for event in day_events:
         if event.type != "write_off":
             continue

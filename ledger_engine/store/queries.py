@@ -415,8 +415,26 @@ def forget_input(db: sqlite_utils.Database) -> None:
 _PADDING = [(None,) * (len(EVENT_TYPED_FIELDS) - n) for n in range(len(EVENT_TYPED_FIELDS) + 1)]
 
 
+# An adjustment's lines are a tuple of (account, cents) pairs, stored as a JSON array of
+# arrays: read back, they are made tuples again, so that an event read back equals the event
+# that was checked, whichever path brings a derivation its events (kept in memory, read
+# back, sent to the worker).  Only an adjustment stores anything from ``lines`` on, so other
+# rows pay one length comparison.
+_LINES_AT = EVENT_TYPED_FIELDS.index("lines")
+
+
+def _with_lines(typed: list) -> list:
+    """``typed`` (stored fields reaching ``lines``) with its lines as tuples."""
+    lines = typed[_LINES_AT]
+    if isinstance(lines, list):
+        typed[_LINES_AT] = tuple(tuple(line) if isinstance(line, list) else line for line in lines)
+    return typed
+
+
 def _padded(typed: list) -> list:
     """The typed fields as stored, completed with the trailing nulls left out."""
+    if len(typed) > _LINES_AT:
+        typed = _with_lines(typed)
     return [*typed, *_PADDING[len(typed)]]
 
 
@@ -426,12 +444,14 @@ def _events_of_rows(rows, result: dict[str, list[Event]], run_id: int = 0) -> se
     calls); returns the ids of the rows of run ``run_id``."""
     days: dict[str, datetime.date] = {}
     of_run: set[str] = set()
-    new, loads, padding = tuple.__new__, orjson.loads, _PADDING
+    new, loads, padding, lines_at = tuple.__new__, orjson.loads, _PADDING, _LINES_AT
     for event_id, event_type, customer, at, day_text, fields, run in rows:
         day = days.get(day_text)
         if day is None:
             day = days[day_text] = datetime.date.fromisoformat(day_text)
         typed = loads(fields)
+        if len(typed) > lines_at:
+            typed = _with_lines(typed)
         result[customer].append(
             new(Event, (event_id, event_type, customer, at, day, *typed, *padding[len(typed)]))
         )
@@ -449,6 +469,8 @@ def events_of_event_rows(rows: Iterable[tuple]) -> list[Event]:
         if day is None:
             day = days[day_text] = datetime.date.fromisoformat(day_text)
         typed = loads(fields)
+        if len(typed) > _LINES_AT:
+            typed = _with_lines(typed)
         result.append(
             new(Event, (event_id, event_type, customer, at, day, *typed, *padding[len(typed)]))
         )

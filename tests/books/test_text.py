@@ -121,8 +121,9 @@ def posted_state(entries) -> dict:
 
 def test_the_busy_day_is_planned_in_entry_kind_order():
     kinds = [e.kind for e in busy_day() if e.effective_day == NOV_1]
-    # Every kind but the grant and the write-off (pinned on their own below).
-    assert kinds == [k for k in EntryKind if k not in (EntryKind.GRANT, EntryKind.WRITE_OFF)]
+    # Every kind but the grant, the adjustment and the write-off.
+    left_out = (EntryKind.GRANT, EntryKind.ADJUSTMENT, EntryKind.WRITE_OFF)
+    assert kinds == [k for k in EntryKind if k not in left_out]
 
 
 # ----------------------------------------------------------------- one entry of each kind
@@ -271,6 +272,37 @@ def test_trial_usage_entry_has_an_open_period_and_the_rare_counts_in_order(expec
     (usage,) = derive("t-1", documents, datetime.date(2026, 11, 2))
     (entry,) = parsed(text.subledger_text(usage, "gl.2026-11-02.r4", "EUR"), expected)
     assert balanced(entry)
+
+
+@journal_doc
+def test_adjustment_entry(expected):
+    """
+    2026-11-03 * "a-1" "Adjustment" ^C-a-2D1.2026-11-03.adjustment.0c9af09d0143 ^gl.2026-11-03.r4
+      txn: "C-a-2D1.2026-11-03.adjustment.0c9af09d0143.1"
+      customer: "a-1"
+      event: "adj-1"
+      reason: "Credit note: \\"outage\\" of 2 Nov"
+      reference: "CN-7"
+      approved_by: "ops@example.com"
+      Assets:Receivables:Customers:C-a-2D1  -2.50 EUR
+      Income:AI:Revenue:SuggestedReplies  2.00 EUR
+      Income:Channels:Sms  0.50 EUR
+    """
+    lines = [("receivable", "-3.00"), (accounts.REVENUE_SUGGESTED, "2"),
+             (accounts.CHANNEL_INCOME["sms"], "0.50"), ("receivable", "0.50")]  # fmt: skip
+    documents = [
+        sub("a-1", "2026-11-01T08:00:00Z", "boost"),
+        {
+            "id": "adj-1", "type": "adjustment", "customer": "a-1", "at": "2026-11-03T09:00:00Z",
+            "lines": [{"account": account, "amount": amount} for account, amount in lines],
+            "reason": 'Credit note: "outage" of 2 Nov', "reference": "CN-7",
+            "approved_by": "ops@example.com",
+        },
+    ]  # fmt: skip
+    (adjustment,) = derive("a-1", documents, datetime.date(2026, 11, 3))
+    (entry,) = parsed(text.subledger_text(adjustment, "gl.2026-11-03.r4", "EUR"), expected)
+    assert balanced(entry)
+    assert entry.meta["approved_by"] == "ops@example.com"
 
 
 # ---------------------------------------------------------------------------- corrections

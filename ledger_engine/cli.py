@@ -412,12 +412,38 @@ def trace(books_dir: Path, ref: str, as_json: bool):
         click.echo("\n".join(trace_command.trace_lines(chain)))
 
 
+def _checklist_lines(checklist) -> list[str]:
+    lines = [f"Month-end checklist of {checklist.month}:"]
+    lines += [f"  [{'x' if c.ok else ' '}] {c.line}" for c in checklist.checks]
+    verdict = "close would close it" if checklist.closable else "close would refuse"
+    lines.append(f"{verdict}; the seal it would print: {checklist.seal or '-'}")
+    return lines
+
+
 @main.command()
 @books_argument
 @click.argument("month", callback=_month, metavar="YYYY-MM")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Print the month-end checklist and the seal close would print; write nothing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --check: print it as JSON.")
 @wait_option
-def close(books_dir: Path, month: str, wait_seconds: float):
-    """Close calendar MONTH: seal its files and assert every balance after it."""
+def close(books_dir: Path, month: str, check: bool, as_json: bool, wait_seconds: float):
+    """Close calendar MONTH: seal its files and assert every balance after it.
+
+    It refuses (one Error: line, nothing written) unless MONTH is posted through its end,
+    reconcile is clean and recovery would move nothing; --check shows why.
+    """
+    if check:
+        with expected_errors():
+            checklist = close_command.check_month(books_dir, month)
+        if as_json:
+            click.echo(json.dumps(checklist.as_json(), indent=1))
+        else:
+            click.echo("\n".join(_checklist_lines(checklist)))
+        return
     with expected_errors():
         result = close_command.close_month(books_dir, month, wait_seconds, invocation())
     click.echo(

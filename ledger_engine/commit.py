@@ -24,9 +24,16 @@ import sqlite_utils
 
 from ledger_engine import __version__
 from ledger_engine.books import layout, text
-from ledger_engine.books.files import Appender, locked, recover, sha256_file, write_point
+from ledger_engine.books.files import (
+    Appender,
+    locked,
+    recover,
+    recovery_plan,
+    sha256_file,
+    write_point,
+)
 from ledger_engine.core import accounts, dates
-from ledger_engine.core.errors import BooksNotEmpty
+from ledger_engine.core.errors import BooksNotEmpty, NotClosable
 from ledger_engine.core.model import GlSummary, JournalFile
 from ledger_engine.rules import Rules
 from ledger_engine.store import db as store_db
@@ -85,7 +92,10 @@ class Run(NamedTuple):
 
 @contextlib.contextmanager
 def writing(
-    books_dir: Path, wait_seconds: float = 0, invocation: tuple[str, ...] = ()
+    books_dir: Path,
+    wait_seconds: float = 0,
+    invocation: tuple[str, ...] = (),
+    refuse_recovery: str | None = None,
 ) -> Iterator[Run]:
     """Holds the books for one writing run; commits the store when the block ends.
 
@@ -100,12 +110,16 @@ def writing(
         BooksDamaged: a journal file is missing or shorter than recorded.
         BooksTampered: a sealed file differs from its seal, a committed byte changed, the
             store is not the engine's own, or a link is in the books.
+        NotClosable: ``refuse_recovery`` (the command's name) is given and recovery would
+            move something (``close`` never seals books with bytes no run committed).
     """
     store_db.require_store(books_dir)
     with locked(books_dir, wait_seconds), store_db.store_errors():
         db = store_db.open_store(books_dir)
         try:
             run_id = runlog.next_run_id(db)
+            if refuse_recovery is not None:
+                _refuse_recovery(books_dir, db, refuse_recovery)
             repaired = tuple(recover(books_dir, queries.recorded_files(db), run_id))
             settings = queries.books_settings(db)
             run = Run(books_dir, db, run_id, now_text(), *settings, repaired, [], invocation)
@@ -118,6 +132,16 @@ def writing(
                 raise
         finally:
             db.close()
+
+
+def _refuse_recovery(books_dir: Path, db: sqlite_utils.Database, command: str) -> None:
+    moves = recovery_plan(books_dir, queries.recorded_files(db)).lines()
+    if moves:
+        more = f" (and {len(moves) - 1} more)" if len(moves) > 1 else ""
+        raise NotClosable(
+            f"{command} refuses while recovery would move {moves[0]}{more}: post first (it "
+            "moves them to recovered/ and says so) or remove them (reconcile lists them)"
+        )
 
 
 def _roll_back(run: Run) -> None:

@@ -11,6 +11,7 @@ is not JSON, a path that is no file) is a difference, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -19,19 +20,19 @@ import sqlite3
 import stat
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import sqlite_utils
 
-from ledger_engine import commit
 from ledger_engine.books import confined, journals, layout
-from ledger_engine.books.files import BooksWalk, walk_books
+from ledger_engine.books.files import BooksWalk, locked, walk_books
 from ledger_engine.core import accounts, dates
 from ledger_engine.core.errors import BooksTampered
 from ledger_engine.core.money import exact_cents, format_cents
 from ledger_engine.core.seal import GENESIS_SEAL, month_seal
+from ledger_engine.store import db as store_db
 from ledger_engine.store import queries, runlog
 from ledger_engine.store.schema_check import schema_differences
 
@@ -749,15 +750,31 @@ def with_replay(report: Report, replayed) -> Report:
     return report._replace(differences=report.differences + found, checked=checked)
 
 
-def reconcile(books_dir: Path, kept_seal: str | None = None) -> Report:
+@contextlib.contextmanager
+def _store(books_dir: Path, lock: bool) -> Iterator[sqlite_utils.Database]:
+    """The store, read-only, schema unchecked (the checks report it), under the books'
+    shared lock unless the caller holds their lock already (``close``)."""
+    store_db.require_store(books_dir)
+    holding = locked(books_dir, shared=True) if lock else contextlib.nullcontext()
+    with holding, store_db.store_errors():
+        db = store_db.open_store(books_dir, read_only=True, check_schema=False)
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+def reconcile(books_dir: Path, kept_seal: str | None = None, lock: bool = True) -> Report:
     """Runs every check of SPEC §6 on the books (holding their lock); never modifies them.
 
     Args:
         books_dir: the books.
         kept_seal: a month's seal an auditor kept outside the books (``close`` prints it);
             it must be one of the seals recomputed from the files.
+        lock: take the books' shared lock (False: the caller holds their lock, as ``close``
+            does while it checks).
     """
-    with commit.reading(books_dir, check_schema=False) as db:
+    with _store(books_dir, lock) as db:
         # The GL is loaded by two checks; keep one journal in memory, never all subledgers.
         load = functools.lru_cache(maxsize=1)(functools.partial(_load, books_dir=books_dir))
         gl = journals.gl_root(queries.books_settings(db).currency)

@@ -157,7 +157,7 @@ def store_is_garbage(books: Path) -> None:
 FAULTS = [
     pytest.param(lock_is_a_directory, ["post", "close", "reconcile"], "lock", id="lock-dir"),
     pytest.param(lock_is_a_fifo, ["post", "close", "reconcile"], ".lock", id="lock-fifo"),
-    pytest.param(rules_not_utf8, ["post", "close"], "rules.toml is not UTF-8", id="rules-utf8"),
+    pytest.param(rules_not_utf8, ["post", "close"], "rules.toml", id="rules-utf8"),
     pytest.param(rules_absurd_months, ["post"], "top_up_extra_months", id="rules-months"),
     pytest.param(rules_absurd_money, ["post"], "auto_top_up.amount", id="rules-money"),
     pytest.param(store_is_a_directory, ["post", "reconcile", "rejections"], "", id="store-dir"),

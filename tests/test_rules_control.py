@@ -191,7 +191,9 @@ def test_close_refuses_a_rules_edit_not_yet_posted_and_seals_the_rules(november,
     poster([], "2026-12-01")
     add_version(november, "2027-01-01")
     result = run("close", november, "2026-11")
-    assert result.exit_code == 1 and "rules.toml changed since the last post" in result.output
+    # (reconcile, which the guarded close runs first, already names the edit)
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "rules.toml differs from the one the last run recorded" in result.output
     poster([], "2026-12-01")  # the change applies from Dec 2 (nothing to reprice)
     result = run("close", november, "2026-11")
     assert result.exit_code == 0, result.output

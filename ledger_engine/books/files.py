@@ -425,27 +425,27 @@ def check_paths(books_dir: Path, recorded: dict[str, JournalFile], walk: BooksWa
             )
 
 
-def recover(books_dir: Path, recorded: dict[str, JournalFile], run_id: int) -> list[str]:
-    """Brings the journal files back to their committed state without destroying anything.
+class RecoveryPlan(NamedTuple):
+    """What recovery would move: the files with bytes past their committed end, and the
+    journal files no run wrote."""
 
-    Bytes past a file's committed length and journal files the store does not know (what
-    a run that died before its commit left, or what someone added) are moved under
-    ``recovered/run-<run_id>/`` with their original path.
+    tails: list[tuple[str, JournalFile]]
+    unknown: list[str]
+    empty: list[str]  # empty folders an interrupted run left (removed, nothing moved)
 
-    Args:
-        books_dir: the books.
-        recorded: every journal file as the store recorded it at the last commit.
-        run_id: the run that recovers (names the folder under ``recovered/``).
+    def lines(self) -> list[str]:
+        return [f"bytes past the committed end of {relative}" for relative, _ in self.tails] + [
+            f"{relative} (no run wrote it)" for relative in self.unknown
+        ]
 
-    Returns:
-        One line per thing moved.
+
+def recovery_plan(books_dir: Path, recorded: dict[str, JournalFile]) -> RecoveryPlan:
+    """What :func:`recover` would move, without moving anything.
 
     Raises:
-        BooksTampered: a sealed file differs from its seal, a committed byte changed, a
-            path of the store is no journal path, a symbolic link is in the books (nothing
-            is moved then).
+        BooksTampered: a sealed file differs from its seal, a path of the store is no
+            journal path, a symbolic link or an odd file is in the books.
         BooksDamaged: a recorded file is missing or shorter than recorded.
-        BooksWriteError: a move needs space the disk does not have (nothing is moved).
     """
     walk = walk_books(books_dir)
     check_paths(books_dir, recorded, walk)
@@ -470,11 +470,36 @@ def recover(books_dir: Path, recorded: dict[str, JournalFile], run_id: int) -> l
             raise BooksDamaged(
                 f"journal file {relative} is shorter than recorded ({size} < {file.length} bytes)"
             )
-    repaired = [_move_tail(books_dir, relative, file, run_id) for relative, file in tails]
-    unknown = sorted(set(walk.sizes) - set(recorded))
-    repaired += [_move_file(books_dir, relative, run_id) for relative in unknown]
-    parents = {relative.rsplit("/", 1)[0] for relative in unknown}
-    _remove_empty_customer_dirs(books_dir, set(walk.empty) | parents)
+    return RecoveryPlan(tails, sorted(set(walk.sizes) - set(recorded)), walk.empty)
+
+
+def recover(books_dir: Path, recorded: dict[str, JournalFile], run_id: int) -> list[str]:
+    """Brings the journal files back to their committed state without destroying anything.
+
+    Bytes past a file's committed length and journal files the store does not know (what
+    a run that died before its commit left, or what someone added) are moved under
+    ``recovered/run-<run_id>/`` with their original path.
+
+    Args:
+        books_dir: the books.
+        recorded: every journal file as the store recorded it at the last commit.
+        run_id: the run that recovers (names the folder under ``recovered/``).
+
+    Returns:
+        One line per thing moved.
+
+    Raises:
+        BooksTampered: a sealed file differs from its seal, a committed byte changed, a
+            path of the store is no journal path, a symbolic link is in the books (nothing
+            is moved then).
+        BooksDamaged: a recorded file is missing or shorter than recorded.
+        BooksWriteError: a move needs space the disk does not have (nothing is moved).
+    """
+    plan = recovery_plan(books_dir, recorded)
+    repaired = [_move_tail(books_dir, relative, file, run_id) for relative, file in plan.tails]
+    repaired += [_move_file(books_dir, relative, run_id) for relative in plan.unknown]
+    parents = {relative.rsplit("/", 1)[0] for relative in plan.unknown}
+    _remove_empty_customer_dirs(books_dir, set(plan.empty) | parents)
     return repaired
 
 

@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import json
 import operator
+import re
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -1130,13 +1131,75 @@ def months_with_files_before(db: sqlite_utils.Database, month: str) -> list[str]
     ]
 
 
-def seal_month(db: sqlite_utils.Database, month: str) -> dict[str, str]:
-    """Marks a month's files sealed; returns their recorded SHA-256 by path."""
-    files = dict(
+def month_files(db: sqlite_utils.Database, month: str) -> dict[str, str]:
+    """A month's journal files with their recorded SHA-256, by path."""
+    return dict(
         db.execute("SELECT path, sha256 FROM journal_files WHERE month = ? ORDER BY path", [month])
     )
+
+
+def seal_month(db: sqlite_utils.Database, month: str) -> dict[str, str]:
+    """Marks a month's files sealed; returns their recorded SHA-256 by path."""
+    files = month_files(db, month)
     db.execute("UPDATE journal_files SET sealed = 1 WHERE month = ?", [month])
     return files
+
+
+def rejections_since(db: sqlite_utils.Database, since_run: int) -> list[tuple[str, int | None]]:
+    """``(reason, cents)`` of each rejection given by a run after ``since_run``: the
+    schema's (the money of its line, where the line says one) and rating's (the event's)."""
+    found: list[tuple[str, int | None]] = []
+    for reason, raw in db.execute(
+        "SELECT reason, raw FROM quarantine WHERE run_id > ?", [since_run]
+    ):
+        found.append((reason, _amount_of_raw(raw)))
+    amount_at = EVENT_TYPED_FIELDS.index("amount")
+    for reason, fields in db.execute(
+        "SELECT v.reason, e.fields FROM verdicts v JOIN events e ON e.id_key = v.event_key "
+        "AND e.id = v.event_id WHERE v.run_id > ?",
+        [since_run],
+    ):
+        typed = _padded(orjson.loads(fields))
+        found.append((reason, typed[amount_at]))
+    return found
+
+
+def _amount_of_raw(raw: str) -> int | None:
+    """The money a rejected line names as ``amount``, when it is plain money; else None."""
+    try:
+        amount = orjson.loads(raw).get("amount")
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return None
+    text = str(amount) if isinstance(amount, int | str) and not isinstance(amount, bool) else ""
+    match = re.fullmatch(r"([0-9]{1,12})(?:\.([0-9]{1,2}))?", text)
+    if not match:
+        return None
+    return int(match.group(1)) * 100 + int((match.group(2) or "0").ljust(2, "0"))
+
+
+def late_events_since(db: sqlite_utils.Database, since_run: int) -> list[tuple[str, str]]:
+    """``(event id, day)`` of each event a post after ``since_run`` ingested for a day an
+    earlier post had already posted."""
+    throughs = [
+        (run_id, through)
+        for run_id, through in db.execute(
+            "SELECT run_id, through FROM runs WHERE command = 'post' ORDER BY run_id"
+        )
+    ]
+    posted_before: dict[int, str] = {}  # post run -> the last day posted before it
+    last = None
+    for run_id, through in throughs:
+        if last is not None:
+            posted_before[run_id] = last
+        last = max(last or through, through) if through else last
+    late = [
+        (event_id, day)
+        for event_id, day, run_id in db.execute(  # one pass over the events since then
+            "SELECT id, day, run_id FROM events WHERE run_id > ?", [since_run]
+        )
+        if run_id in posted_before and day <= posted_before[run_id]
+    ]
+    return sorted(late, key=lambda item: (item[1], item[0]))
 
 
 # ------------------------------------------------------------------- closed months

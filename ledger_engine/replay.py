@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import json
 import sys
 import tempfile
@@ -136,9 +137,28 @@ def _replay_run(scratch: Path, run: _Run, inputs: dict[str, Path], commands: Com
     return None
 
 
-def _rows(db, table: str) -> list[tuple]:
+def _rows(db, table: str):
     columns, order = COMPARED_TABLES[table]
-    return db.execute(f"SELECT {columns} FROM {table} ORDER BY {order}").fetchall()
+    return db.execute(f"SELECT {columns} FROM {table} ORDER BY {order}")
+
+
+def _table_difference(original, replayed, table: str) -> str | None:
+    """How a table of the store differs from the replay's, row by row in one order (the
+    two cursors are walked side by side: a million-event store is never held in memory)."""
+    differing, first, rows = 0, None, 0
+    for position, (ours, theirs) in enumerate(
+        itertools.zip_longest(_rows(original, table), _rows(replayed, table)), 1
+    ):
+        rows = position
+        if ours != theirs:
+            differing += 1
+            first = first or position
+    if not differing:
+        return None
+    return (
+        f"the store's {table} differ from the replay's: {differing} of {rows} rows, "
+        f"the first at row {first} in the table's order"
+    )
 
 
 def _compare_stores(books_dir: Path, scratch: Path) -> list[tuple[str, str, str | None]]:
@@ -146,14 +166,8 @@ def _compare_stores(books_dir: Path, scratch: Path) -> list[tuple[str, str, str 
     original, replayed = open_store(books_dir, read_only=True), open_store(scratch)
     try:
         for table in COMPARED_TABLES:
-            ours, theirs = _rows(original, table), _rows(replayed, table)
-            if ours != theirs:
-                extra = len(set(ours) - set(theirs))
-                missing = len(set(theirs) - set(ours))
-                message = (
-                    f"the store's {table} differ from the replay's: {extra} rows not in the "
-                    f"replay, {missing} rows of the replay not in the store"
-                )
+            message = _table_difference(original, replayed, table)
+            if message is not None:
                 differences.append(("replay", message, None))
     finally:
         original.close()
